@@ -1,0 +1,48 @@
+/**
+ * Context-aware, semi-structured event tracking: the TypeScript successor of
+ * Open edX's Python `event-tracking` library.
+ *
+ * Emit events with {@linkcode Tracker.emit}; named context scopes add their
+ * keys to every event emitted inside them; a tree of routers, each with its
+ * own processors, delivers events to backends.
+ *
+ * @example Track an event
+ * ```ts
+ * import { InMemoryBackend, Tracker } from "@edx/event-tracking";
+ * import assert from "node:assert/strict";
+ *
+ * const sink = new InMemoryBackend();
+ * const tracker = new Tracker({ backends: { sink } });
+ * tracker.context("edx.request", { user_id: 10938 }, () => {
+ *   tracker.emit("navigation.request", { url: "http://www.edx.org/some/path/1" });
+ * });
+ * assert.deepEqual(sink.events[0].context, { user_id: 10938 });
+ * ```
+ *
+ * @module
+ */
+
+export { serializeEvent, type TrackingEvent } from "./src/event.ts";
+export type { Backend } from "./src/backend.ts";
+export { DROP } from "./src/processor.ts";
+export type { Processor, ProcessorFunction, ProcessorObject, ProcessorResult } from "./src/processor.ts";
+export { EventEmissionExit, ImproperlyConfigured } from "./src/errors.ts";
+export { consoleLogger, type DiagnosticLogger } from "./src/diagnostics.ts";
+export { type BackendMetrics, emptyMetrics, type MetricsSnapshot, toPrometheus } from "./src/metrics.ts";
+export type { ResolvedContext } from "./src/context.ts";
+export { type EventEmitter, ScopedTracker, Tracker, type TrackerOptions, UNKNOWN_EVENT_TYPE } from "./src/tracker.ts";
+export { DEFAULT_TRACKER_NAME, emit, getTracker, registerTracker } from "./src/registry.ts";
+export { type ProcessedEvent, RoutingBackend, type RoutingBackendOptions } from "./src/routing.ts";
+export { InMemoryBackend } from "./src/backends/memory.ts";
+export { LoggerBackend, type LoggerBackendOptions, type LogLevel, MAX_EVENT_SIZE } from "./src/backends/logger.ts";
+export { type NameAllowlistOptions, NameAllowlistProcessor } from "./src/processors/name_allowlist.ts";
+export {
+  checkOptions,
+  createTracker,
+  type CreateTrackerOptions,
+  type EngineContext,
+  type EngineFactory,
+  type EngineSpec,
+  registerEngine,
+  type TrackerConfig,
+} from "./src/config.ts";

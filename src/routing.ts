@@ -1,0 +1,303 @@
+/**
+ * The routing tree: a router runs its processors in order, then hands the
+ * event to each of its backends in sorted name order. A branch that drops or
+ * fails never affects its siblings.
+ *
+ * @module
+ */
+
+import type { Backend } from "./backend.ts";
+import { consoleLogger, type DiagnosticLogger, typeName } from "./diagnostics.ts";
+import { EventEmissionExit } from "./errors.ts";
+import type { TrackingEvent } from "./event.ts";
+import { type BackendMetrics, emptyMetrics, type MetricsSnapshot } from "./metrics.ts";
+import { DROP, type Processor, type ProcessorFunction } from "./processor.ts";
+
+/** Options of {@linkcode RoutingBackend}. */
+export interface RoutingBackendOptions {
+  /** Child backends by name; they are called in sorted name order. @default {} */
+  backends?: Readonly<Record<string, Backend>> | ReadonlyMap<string, Backend>;
+  /** Processors run in order before the backends. @default [] */
+  processors?: readonly Processor[];
+  /** Where failures are reported. @default consoleLogger */
+  logger?: DiagnosticLogger;
+}
+
+interface Route {
+  readonly name: string;
+  readonly backend: Backend;
+  readonly counters: BackendMetrics;
+}
+
+function asFunction(processor: Processor): ProcessorFunction {
+  if (typeof processor === "function") return processor;
+  if (typeof processor === "object" && processor !== null && typeof processor.process === "function") {
+    return processor.process.bind(processor);
+  }
+  throw new TypeError(
+    `Processor ${typeName(processor)} is not callable: expected a function or an object with a process() method`,
+  );
+}
+
+/** The result of {@linkcode RoutingBackend.processEvent}: the processed event, or {@linkcode DROP}. */
+export type ProcessedEvent = TrackingEvent | typeof DROP;
+
+/**
+ * A node of the routing tree. Itself a {@linkcode Backend}, so routers nest
+ * into trees where each branch has its own processors.
+ *
+ * Events are frozen snapshots shared by every branch, so no branch can change
+ * what another sees, and no copy is made per branch.
+ *
+ * @example A tree with one filtered branch
+ * ```ts
+ * import {
+ *   InMemoryBackend,
+ *   NameAllowlistProcessor,
+ *   RoutingBackend,
+ *   Tracker,
+ * } from "@edx/event-tracking";
+ * import assert from "node:assert/strict";
+ *
+ * const all = new InMemoryBackend();
+ * const enrollments = new InMemoryBackend();
+ * const tracker = new Tracker({
+ *   backends: {
+ *     all,
+ *     segment: new RoutingBackend({
+ *       processors: [new NameAllowlistProcessor({ allowlist: ["edx.course.enrollment.activated"] })],
+ *       backends: { enrollments },
+ *     }),
+ *   },
+ * });
+ * tracker.emit("edx.course.enrollment.activated");
+ * tracker.emit("edx.ui.click");
+ * assert.equal(all.events.length, 2);
+ * assert.equal(enrollments.events.length, 1);
+ * ```
+ */
+export class RoutingBackend implements Backend {
+  #routes: Route[] = [];
+  #processors: Processor[] = [];
+  #steps: ProcessorFunction[] = [];
+  readonly #pending = new Set<Promise<void>>();
+  readonly #counters: BackendMetrics = emptyMetrics();
+  readonly #logger: DiagnosticLogger;
+
+  /**
+   * Creates a router.
+   *
+   * @throws {TypeError} If a backend has no callable `send` or a processor is not callable.
+   */
+  constructor(options: RoutingBackendOptions = {}) {
+    this.#logger = options.logger ?? consoleLogger;
+    const backends = options.backends ?? {};
+    if (typeof backends !== "object" || backends === null || Array.isArray(backends)) {
+      throw new TypeError(
+        `Cannot create RoutingBackend: 'backends' must be an object or Map of name to backend, got ${
+          typeName(backends)
+        }`,
+      );
+    }
+    const entries = backends instanceof Map ? [...backends] : Object.entries(backends);
+    for (const [name, backend] of entries) this.registerBackend(name, backend);
+    const processors = options.processors ?? [];
+    if (!Array.isArray(processors)) {
+      throw new TypeError(
+        `Cannot create RoutingBackend: 'processors' must be an array, got ${typeName(processors)}`,
+      );
+    }
+    for (const processor of processors) this.registerProcessor(processor);
+  }
+
+  /** The child backends in the order they are called (sorted by name). */
+  get backends(): ReadonlyMap<string, Backend> {
+    return new Map(this.#routes.map((route) => [route.name, route.backend]));
+  }
+
+  /** The processors in the order they run. */
+  get processors(): readonly Processor[] {
+    return this.#processors.slice();
+  }
+
+  /**
+   * Adds a child backend, or replaces the one of that name in place.
+   *
+   * @throws {TypeError} If `backend` has no callable `send` method.
+   */
+  registerBackend(name: string, backend: Backend): void {
+    if (typeof name !== "string") {
+      throw new TypeError(`Cannot register backend: its name must be a string, got ${typeName(name)}`);
+    }
+    if (typeof (backend as Backend | null)?.send !== "function") {
+      throw new TypeError(`Backend ${typeName(backend)} does not have a callable "send" method`);
+    }
+    const route: Route = { name, backend, counters: emptyMetrics() };
+    const index = this.#routes.findIndex((r) => r.name === name);
+    const routes = this.#routes.slice();
+    if (index === -1) {
+      routes.push(route);
+      routes.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    } else {
+      routes[index] = route;
+    }
+    this.#routes = routes;
+  }
+
+  /**
+   * Appends a processor to the chain.
+   *
+   * @throws {TypeError} If `processor` is neither a function nor an object with a `process` method.
+   */
+  registerProcessor(processor: Processor): void {
+    const step = asFunction(processor);
+    this.#processors = [...this.#processors, processor];
+    this.#steps = [...this.#steps, step];
+  }
+
+  /**
+   * Runs the processors in order and returns the resulting event, or
+   * {@linkcode DROP} if one of them dropped it. A processor that throws
+   * anything but {@linkcode EventEmissionExit} is logged and counted, and the
+   * chain goes on with the event as it was.
+   */
+  processEvent(event: TrackingEvent): ProcessedEvent {
+    const steps = this.#steps;
+    let current = event;
+    for (let i = 0; i < steps.length; i++) {
+      let result;
+      try {
+        result = steps[i](current);
+      } catch (error) {
+        if (error instanceof EventEmissionExit) return DROP;
+        this.#counters.processorErrors++;
+        this.#logger.error(
+          `Processor ${i} (${typeName(this.#processors[i])}) failed on event "${current?.name}"; continuing without it`,
+          error,
+        );
+        continue;
+      }
+      if (result === DROP) return DROP;
+      if (result !== undefined) current = result;
+    }
+    return current;
+  }
+
+  /**
+   * Hands the event to every child backend in order. A backend that throws or
+   * rejects is logged and counted; the others still receive the event.
+   */
+  sendToBackends(event: TrackingEvent): void {
+    const routes = this.#routes;
+    for (let i = 0; i < routes.length; i++) {
+      const route = routes[i];
+      route.counters.received++;
+      try {
+        const result = route.backend.send(event);
+        if (result !== undefined && typeof result.then === "function") this.#track(route, event, result);
+        else this.#delivered(route);
+      } catch (error) {
+        this.#failed(route, event, error);
+      }
+    }
+  }
+
+  /** Processes the event, then sends it to the backends unless a processor dropped it. */
+  send(event: TrackingEvent): void {
+    this.#counters.received++;
+    const processed = this.#steps.length === 0 ? event : this.processEvent(event);
+    if (processed === DROP) {
+      this.#counters.dropped++;
+      return;
+    }
+    this.#counters.passed++;
+    this.sendToBackends(processed);
+  }
+
+  /**
+   * Resolves when every delivery started so far has settled and every child
+   * backend has flushed.
+   *
+   * @throws {AggregateError} If a child backend's `flush` rejected; the others are still flushed.
+   */
+  async flush(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    await this.#each("flush");
+  }
+
+  /**
+   * Flushes, then closes every child backend.
+   *
+   * @throws {AggregateError} If a child backend failed to flush or close; the others are still closed.
+   */
+  async close(): Promise<void> {
+    let flushError: unknown;
+    try {
+      await this.flush();
+    } catch (error) {
+      flushError = error;
+    }
+    await this.#each("close", flushError);
+  }
+
+  /** Adds this router's counters under `path` and its children's under `path/<name>`. */
+  collectMetrics(path: string, into: MetricsSnapshot): void {
+    let delivered = 0;
+    let failed = 0;
+    for (const route of this.#routes) {
+      const childPath = `${path}/${route.name}`;
+      delivered += route.counters.delivered;
+      failed += route.counters.failed;
+      if (typeof route.backend.collectMetrics === "function") {
+        route.backend.collectMetrics(childPath, into);
+        const child = into[childPath];
+        // A send that threw is only known here, not to the child itself.
+        if (child) child.failed += route.counters.failed;
+      } else {
+        into[childPath] = { ...route.counters };
+      }
+    }
+    into[path] = { ...this.#counters, delivered, failed };
+  }
+
+  #delivered(route: Route): void {
+    route.counters.delivered++;
+  }
+
+  #failed(route: Route, event: TrackingEvent, error: unknown): void {
+    route.counters.failed++;
+    this.#logger.error(`Unable to send event "${event?.name}" to backend "${route.name}"`, error);
+  }
+
+  #track(route: Route, event: TrackingEvent, result: Promise<void>): void {
+    route.counters.queueDepth++;
+    const settled = result.then(
+      () => {
+        route.counters.queueDepth--;
+        this.#delivered(route);
+      },
+      (error) => {
+        route.counters.queueDepth--;
+        this.#failed(route, event, error);
+      },
+    ).finally(() => this.#pending.delete(settled));
+    this.#pending.add(settled);
+  }
+
+  async #each(method: "flush" | "close", earlier?: unknown): Promise<void> {
+    const errors: unknown[] = earlier === undefined ? [] : [earlier];
+    const results = await Promise.allSettled(
+      this.#routes.map((route) => route.backend[method]?.call(route.backend)),
+    );
+    results.forEach((result, i) => {
+      if (result.status === "rejected") {
+        errors.push(result.reason);
+        this.#logger.error(`Backend "${this.#routes[i].name}" failed to ${method}`, result.reason);
+      }
+    });
+    if (errors.length === 1 && earlier !== undefined) throw earlier;
+    if (errors.length > 0) {
+      throw new AggregateError(errors, `Cannot ${method} the routing tree: ${errors.length} backend(s) failed`);
+    }
+  }
+}

@@ -1,0 +1,321 @@
+/**
+ * The tracker: builds events from a name, data and the active context scopes,
+ * and sends them through its routing tree.
+ *
+ * @module
+ */
+
+import type { Backend } from "./backend.ts";
+import { type Stamp, stamp } from "./_clock.ts";
+import { type Snapshot, snapshot } from "./_snapshot.ts";
+import { ContextStore, freezeContext, type ResolvedContext, ScopeStack } from "./context.ts";
+import type { DiagnosticLogger } from "./diagnostics.ts";
+import { EmittedEvent } from "./event.ts";
+import type { MetricsSnapshot } from "./metrics.ts";
+import type { Processor } from "./processor.ts";
+import { RoutingBackend } from "./routing.ts";
+
+/** The name given to events emitted without one. */
+export const UNKNOWN_EVENT_TYPE = "unknown";
+
+const EMPTY_DATA: Snapshot = Object.freeze({ value: Object.freeze({}), json: "{}" });
+
+/** Options of {@linkcode Tracker}. */
+export interface TrackerOptions {
+  /** The root router's backends by name. @default {} */
+  backends?: Readonly<Record<string, Backend>> | ReadonlyMap<string, Backend>;
+  /** The root router's processors, run in order on every event. @default [] */
+  processors?: readonly Processor[];
+  /** Where failing backends and processors are reported. @default consoleLogger */
+  logger?: DiagnosticLogger;
+}
+
+/** What both a {@linkcode Tracker} and its {@linkcode ScopedTracker} views offer for emitting. */
+export interface EventEmitter {
+  /** Emits an event and returns its id. See {@linkcode Tracker.emit}. */
+  emit(name?: string, data?: unknown): string;
+  /** A view that adds one more scope. See {@linkcode Tracker.withContext}. */
+  withContext(name: string, context: Record<string, unknown>): ScopedTracker;
+  /** The merged context an event emitted now would carry. */
+  resolveContext(): ResolvedContext;
+}
+
+let emitWith: (tracker: Tracker, scoped: ScopedTracker | undefined, name?: string, data?: unknown) => string;
+let stackOf: (tracker: Tracker) => ScopeStack;
+let contextOf: (scoped: ScopedTracker, stack: ScopeStack) => ScopeStack;
+
+/**
+ * Tracks context-aware, semi-structured events.
+ *
+ * `emit` is synchronous and never waits on I/O: it snapshots the data,
+ * stamps the event and hands it to the root router; backends that do I/O
+ * queue it.
+ *
+ * @example The Python README's example
+ * ```ts
+ * import { InMemoryBackend, Tracker } from "@edx/event-tracking";
+ * import assert from "node:assert/strict";
+ *
+ * const sink = new InMemoryBackend();
+ * const tracker = new Tracker({ backends: { sink } });
+ * tracker.enterContext("outer", { user_id: 10938 });
+ * tracker.emit("navigation.request", { url: "http://www.edx.org/some/path/1" });
+ * tracker.context("request", { user_id: 11111, session_id: "2987lkjdyoioey" }, () => {
+ *   tracker.emit("navigation.request", { url: "http://www.edx.org/some/path/2" });
+ * });
+ * assert.deepEqual(sink.events.map((e) => e.context), [
+ *   { user_id: 10938 },
+ *   { user_id: 11111, session_id: "2987lkjdyoioey" },
+ * ]);
+ * ```
+ */
+export class Tracker implements EventEmitter {
+  readonly #router: RoutingBackend;
+  readonly #scopes = new ContextStore();
+  readonly #stamp: Stamp = { id: "", timestamp: "" };
+  #closed = false;
+
+  static {
+    emitWith = (tracker, scoped, name, data) => tracker.#emit(scoped, name, data);
+    stackOf = (tracker) => tracker.#scopes.stack;
+  }
+
+  /**
+   * Creates a tracker with its own root router and its own context scopes.
+   *
+   * @throws {TypeError} If a backend has no callable `send` or a processor is not callable.
+   */
+  constructor(options: TrackerOptions = {}) {
+    this.#router = new RoutingBackend(options);
+  }
+
+  /** The root router's backends, in the order they are called. */
+  get backends(): ReadonlyMap<string, Backend> {
+    return this.#router.backends;
+  }
+
+  /** The root router's processors, in order. */
+  get processors(): readonly Processor[] {
+    return this.#router.processors;
+  }
+
+  /** The root of the routing tree. */
+  get router(): RoutingBackend {
+    return this.#router;
+  }
+
+  /**
+   * Returns the root backend of that name.
+   *
+   * @throws {Error} If there is none.
+   */
+  getBackend(name: string): Backend {
+    const backend = this.#router.backends.get(name);
+    if (backend === undefined) {
+      throw new Error(
+        `Cannot get backend "${name}": no such backend (configured: ${
+          [...this.#router.backends.keys()].map((n) => `"${n}"`).join(", ") || "none"
+        })`,
+      );
+    }
+    return backend;
+  }
+
+  /**
+   * Emits an event through the routing tree and returns its id.
+   *
+   * A falsy `name` becomes `"unknown"`; falsy `data` becomes `{}`. The data is
+   * copied and frozen, so changing it afterwards never changes the event.
+   *
+   * @example Emit an event
+   * ```ts
+   * import { InMemoryBackend, Tracker } from "@edx/event-tracking";
+   * import assert from "node:assert/strict";
+   *
+   * const sink = new InMemoryBackend();
+   * const tracker = new Tracker({ backends: { sink } });
+   * const id = tracker.emit("edx.video.played", { code: "abc" });
+   * assert.equal(sink.events[0].id, id);
+   * assert.deepEqual(sink.events[0].data, { code: "abc" });
+   * ```
+   *
+   * @param name The event name.
+   * @param data The payload: JSON types, plus `Date` (stored as its ISO string).
+   * @returns The event's id (a UUIDv7).
+   * @throws {TypeError} If `data` holds a value JSON cannot represent (the message names its path, e.g. `data.user.id`), or `name` is not a string.
+   * @throws {Error} If the tracker is closed.
+   */
+  emit(name?: string, data?: unknown): string {
+    return this.#emit(undefined, name, data);
+  }
+
+  #emit(scoped: ScopedTracker | undefined, name?: string, data?: unknown): string {
+    if (this.#closed) throw new Error(`Cannot emit event "${name}": the tracker is closed`);
+    if (!name) name = UNKNOWN_EVENT_TYPE;
+    else if (typeof name !== "string") {
+      throw new TypeError(`Cannot emit event: the name must be a string, got ${typeof name}`);
+    }
+    const payload = data ? snapshot(data, "data", true) : EMPTY_DATA;
+    const scopes = scoped === undefined ? this.#scopes.stack : contextOf(scoped, this.#scopes.stack);
+    const { id, timestamp } = stamp(this.#stamp);
+    this.#router.send(
+      new EmittedEvent(id, name, timestamp, scopes.merged, payload.value, scopes.json, payload.json as string),
+    );
+    return id;
+  }
+
+  /**
+   * Enters a named context scope in the current async task (or process-wide
+   * outside any {@linkcode Tracker.context} call). Its keys are merged into
+   * every event; re-entering a name replaces its value in place.
+   *
+   * @throws {TypeError} If `context` is not a plain object of JSON-compatible values.
+   */
+  enterContext(name: string, context: Record<string, unknown>): void {
+    this.#scopes.enter(name, context);
+  }
+
+  /**
+   * Leaves a named context scope.
+   *
+   * @throws {Error} If no scope of that name is active.
+   */
+  exitContext(name: string): void {
+    this.#scopes.exit(name);
+  }
+
+  /**
+   * Runs `fn` inside a named context scope and always leaves it afterwards;
+   * when `fn` returns a promise the scope lasts until it settles. Scopes
+   * entered this way are isolated between concurrent async tasks.
+   *
+   * @example One scope per request
+   * ```ts
+   * import { InMemoryBackend, Tracker } from "@edx/event-tracking";
+   * import assert from "node:assert/strict";
+   *
+   * const sink = new InMemoryBackend();
+   * const tracker = new Tracker({ backends: { sink } });
+   * await Promise.all([1, 2].map((user_id) =>
+   *   tracker.context("edx.request", { user_id }, async () => {
+   *     await new Promise((resolve) => setTimeout(resolve, 3 - user_id));
+   *     tracker.emit("page.view");
+   *   })
+   * ));
+   * assert.deepEqual(sink.events.map((e) => e.context.user_id).sort(), [1, 2]);
+   * ```
+   *
+   * @returns What `fn` returned.
+   * @throws {TypeError} If `context` is not a plain object of JSON-compatible values.
+   */
+  context<T>(name: string, context: Record<string, unknown>, fn: () => T): T {
+    return this.#scopes.run(name, context, fn);
+  }
+
+  /** The merged context an event emitted now would carry. */
+  resolveContext(): ResolvedContext {
+    return this.#scopes.stack.merged;
+  }
+
+  /**
+   * Returns a view whose events carry this tracker's scopes plus one more,
+   * without changing the tracker: explicit, immutable scopes that need no
+   * async context propagation.
+   *
+   * @example A request-scoped view
+   * ```ts
+   * import { InMemoryBackend, Tracker } from "@edx/event-tracking";
+   * import assert from "node:assert/strict";
+   *
+   * const sink = new InMemoryBackend();
+   * const tracker = new Tracker({ backends: { sink } });
+   * const request = tracker.withContext("edx.request", { user_id: 7 });
+   * request.emit("a");
+   * tracker.emit("b");
+   * assert.deepEqual(sink.events.map((e) => e.context), [{ user_id: 7 }, {}]);
+   * ```
+   */
+  withContext(name: string, context: Record<string, unknown>): ScopedTracker {
+    return new ScopedTracker(this, name, context);
+  }
+
+  /** Counters of every node of the routing tree, keyed by path (`root`, `root/<name>`, …). */
+  metrics(): MetricsSnapshot {
+    const snapshot: MetricsSnapshot = {};
+    this.#router.collectMetrics("root", snapshot);
+    return snapshot;
+  }
+
+  /**
+   * Resolves when every backend has delivered what it accepted.
+   *
+   * @throws {AggregateError} If a backend failed to flush.
+   */
+  flush(): Promise<void> {
+    return this.#router.flush();
+  }
+
+  /**
+   * Flushes, then releases every backend's resources. Later emits throw.
+   *
+   * @throws {AggregateError} If a backend failed to flush or close.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#router.close();
+  }
+}
+
+/**
+ * A view of a {@linkcode Tracker} with extra scopes, made by
+ * {@linkcode Tracker.withContext}. It shares the tracker's backends and
+ * current scopes and never changes them.
+ */
+export class ScopedTracker implements EventEmitter {
+  /** The tracker this view emits through. */
+  readonly tracker: Tracker;
+  #extra: ScopeStack;
+  #base: ScopeStack | undefined;
+  #combined: ScopeStack = ScopeStack.EMPTY;
+
+  static {
+    contextOf = (scoped, stack) => scoped.#contextOver(stack);
+  }
+
+  /**
+   * Creates a view of `tracker` with one extra scope; the same as
+   * `tracker.withContext(name, context)`.
+   *
+   * @throws {TypeError} If `context` is not a plain object of JSON-compatible values.
+   */
+  constructor(tracker: Tracker, name: string, context: Record<string, unknown>) {
+    this.tracker = tracker;
+    this.#extra = ScopeStack.EMPTY.with(name, freezeContext(name, context));
+  }
+
+  /** Emits through the tracker with this view's scopes added. See {@linkcode Tracker.emit}. */
+  emit(name?: string, data?: unknown): string {
+    return emitWith(this.tracker, this, name, data);
+  }
+
+  /** A view with one more scope, entered after this view's. */
+  withContext(name: string, context: Record<string, unknown>): ScopedTracker {
+    const view = new ScopedTracker(this.tracker, name, context);
+    view.#extra = this.#extra.concat(view.#extra);
+    return view;
+  }
+
+  /** The merged context an event emitted through this view now would carry. */
+  resolveContext(): ResolvedContext {
+    return this.#contextOver(stackOf(this.tracker)).merged;
+  }
+
+  // The last result is kept: consecutive emits under the same scopes reuse it.
+  #contextOver(stack: ScopeStack): ScopeStack {
+    if (stack !== this.#base) {
+      this.#base = stack;
+      this.#combined = stack.concat(this.#extra);
+    }
+    return this.#combined;
+  }
+}
