@@ -22,7 +22,7 @@
  * @module
  */
 
-export { serializeEvent, type TrackingEvent } from "./src/event.ts";
+export { restoreEvent, serializeEvent, type TrackingEvent } from "./src/event.ts";
 export type { Backend } from "./src/backend.ts";
 export { DROP } from "./src/processor.ts";
 export type { Processor, ProcessorFunction, ProcessorObject, ProcessorResult } from "./src/processor.ts";
@@ -34,6 +34,24 @@ export { type EventEmitter, ScopedTracker, Tracker, type TrackerOptions, UNKNOWN
 export { DEFAULT_TRACKER_NAME, emit, getTracker, registerTracker } from "./src/registry.ts";
 export { type ProcessedEvent, RoutingBackend, type RoutingBackendOptions } from "./src/routing.ts";
 export { InMemoryBackend } from "./src/backends/memory.ts";
+export {
+  AsyncRoutingBackend,
+  type AsyncRoutingBackendOptions,
+  type DeadLetter,
+  type DeadLetterInfo,
+  defaultDeadLetterPath,
+  type OverflowPolicy,
+} from "./src/backends/async_routing.ts";
+export { EventBusBackend, type EventBusBackendOptions } from "./src/backends/event_bus.ts";
+export type {
+  BusHandler,
+  BusTransport,
+  QueueConsumer,
+  QueueMessage,
+  QueueTransport,
+} from "./src/transports/transport.ts";
+export { InProcessQueue, type InProcessQueueOptions } from "./src/transports/in_process_queue.ts";
+export { InProcessBus } from "./src/transports/in_process_bus.ts";
 export { LoggerBackend, type LoggerBackendOptions, type LogLevel, MAX_EVENT_SIZE } from "./src/backends/logger.ts";
 export { type NameAllowlistOptions, NameAllowlistProcessor } from "./src/processors/name_allowlist.ts";
 export {

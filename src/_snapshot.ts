@@ -19,7 +19,7 @@ class Walk {
   readonly keys: (string | number)[] = [];
   readonly ancestors: object[] = [];
   readonly arrays: unknown[][] = [];
-  constructor(readonly root: string, readonly deferArrays: boolean) {}
+  constructor(readonly root: string, readonly deferArrays: boolean, readonly action: string) {}
 
   path(): string {
     let path = this.root;
@@ -30,7 +30,7 @@ class Walk {
   }
 
   reject(what: string): never {
-    throw new TypeError(`Cannot emit event: ${this.path()} is ${what}, which JSON cannot represent`);
+    throw new TypeError(`Cannot ${this.action}: ${this.path()} is ${what}, which JSON cannot represent`);
   }
 
   /** Checks a value that is not an object; returns what the copy holds in its place. */
@@ -124,8 +124,8 @@ class Walk {
  * non-finite number, invalid Date, class instance, or nests deeper than 64;
  * the message names the path, e.g. `data.user.id`.
  */
-export function snapshot(value: unknown, root: string, withJson = false): Snapshot {
-  const walk = new Walk(root, withJson);
+export function snapshot(value: unknown, root: string, withJson = false, action = "emit event"): Snapshot {
+  const walk = new Walk(root, withJson, action);
   const copy = typeof value === "object" && value !== null ? walk.object(value) : walk.leaf(value);
   if (!withJson) return { value: copy, json: undefined };
   const json = JSON.stringify(copy) ?? "null";

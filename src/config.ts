@@ -6,6 +6,8 @@
  */
 
 import type { Backend } from "./backend.ts";
+import { AsyncRoutingBackend } from "./backends/async_routing.ts";
+import { EventBusBackend } from "./backends/event_bus.ts";
 import { LoggerBackend } from "./backends/logger.ts";
 import { InMemoryBackend } from "./backends/memory.ts";
 import { consoleLogger, type DiagnosticLogger, typeName } from "./diagnostics.ts";
@@ -272,6 +274,76 @@ alias(["routing", "eventtracking.backends.routing.RoutingBackend"], (options, { 
 alias(["logger", "eventtracking.backends.logger.LoggerBackend"], (options, { path, logger }) => {
   checkOptions(options, ["name", "level", "maxEventSize", "path", "reportIntervalMs"], { path, engine: "logger" });
   return new LoggerBackend({ ...options, logger });
+});
+
+function lastSegment(path: string): string {
+  return path.slice(path.lastIndexOf(".") + 1).replace(/\[\d+\]$/, "");
+}
+
+alias(["async_routing", "eventtracking.backends.async_routing.AsyncRoutingBackend"], (options, { path, logger }) => {
+  const engine = "async_routing";
+  checkOptions(options, [
+    "backends",
+    "processors",
+    "backendName",
+    "maxAttempts",
+    "backoff",
+    "deadLetter",
+    "queueSize",
+    "overflow",
+    "reportIntervalMs",
+  ], { path, engine });
+  let backoff = options.backoff as Record<string, unknown> | undefined;
+  if (backoff !== undefined) {
+    if (!isPlainObject(backoff)) {
+      throw new ImproperlyConfigured(
+        `must be an object with initialMs and maxMs, got ${typeName(backoff)}`,
+        `${path}.OPTIONS.backoff`,
+      );
+    }
+    backoff = Object.fromEntries(Object.entries(backoff).map(([key, value]) => [camelCase(key), value]));
+    checkOptions(backoff, ["initialMs", "maxMs"], { path: `${path}.OPTIONS.backoff`, engine });
+  }
+  if (options.deadLetter !== undefined) backendsOption({ deadLetter: options.deadLetter }, `${path}.OPTIONS`);
+  return new AsyncRoutingBackend({
+    ...options,
+    backendName: (options.backendName as string | undefined) || lastSegment(path),
+    backends: backendsOption(options.backends, `${path}.OPTIONS.backends`),
+    processors: processorsOption(options.processors, `${path}.OPTIONS.processors`),
+    backoff,
+    logger,
+  });
+});
+
+alias([
+  "event_bus",
+  "eventtracking.backends.event_bus.EventBusRoutingBackend",
+  "eventtracking.backends.event_bus.EventBusBackend",
+], (options, { path, logger }) => {
+  const { SEND_TRACKING_EVENT_EMITTED_SIGNAL, EVENT_BUS_TRACKING_LOGS, ...rest } = options;
+  checkOptions(rest, ["backends", "processors", "backendName", "enabled", "eventBusTrackingLogs", "consume"], {
+    path,
+    engine: "event_bus",
+  });
+  for (
+    const [reference, ours] of [
+      ["SEND_TRACKING_EVENT_EMITTED_SIGNAL", "enabled"],
+      ["EVENT_BUS_TRACKING_LOGS", "eventBusTrackingLogs"],
+    ]
+  ) {
+    if (options[reference] !== undefined && rest[ours] !== undefined) {
+      throw new ImproperlyConfigured(`"${reference}" and "${ours}" are the same option: give one`, `${path}.OPTIONS`);
+    }
+  }
+  return new EventBusBackend({
+    ...rest,
+    enabled: (SEND_TRACKING_EVENT_EMITTED_SIGNAL ?? rest.enabled) as boolean | undefined,
+    eventBusTrackingLogs: (EVENT_BUS_TRACKING_LOGS ?? rest.eventBusTrackingLogs) as string[] | undefined,
+    backendName: (rest.backendName as string | undefined) || lastSegment(path),
+    backends: backendsOption(rest.backends, `${path}.OPTIONS.backends`),
+    processors: processorsOption(rest.processors, `${path}.OPTIONS.processors`),
+    logger,
+  });
 });
 
 alias(["memory", "eventtracking.backends.tests.InMemoryBackend"], (options, { path }) => {

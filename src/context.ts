@@ -102,7 +102,7 @@ export function freezeContext(name: string, context: unknown): ResolvedContext {
       }`,
     );
   }
-  return snapshot(context, `context[${JSON.stringify(name)}]`).value as ResolvedContext;
+  return snapshot(context, `context[${JSON.stringify(name)}]`, false, "enter context").value as ResolvedContext;
 }
 
 function isPromiseLike(value: unknown): value is PromiseLike<unknown> {

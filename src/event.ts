@@ -4,6 +4,8 @@
  * @module
  */
 
+import { snapshot } from "./_snapshot.ts";
+
 /**
  * One tracked event: an immutable snapshot taken at `emit` time.
  *
@@ -83,4 +85,49 @@ export class EmittedEvent implements TrackingEvent {
  */
 export function serializeEvent(event: TrackingEvent): string {
   return event instanceof EmittedEvent ? event.toJSONString() : JSON.stringify(event);
+}
+
+/**
+ * Rebuilds a frozen event from a plain object, e.g. one read back from JSON
+ * (a queue message, a dead-letter file, the event bus). Keys other than the
+ * five event fields are left out.
+ *
+ * @example
+ * ```ts
+ * import { restoreEvent } from "@edx/event-tracking";
+ * import assert from "node:assert/strict";
+ *
+ * const event = restoreEvent(JSON.parse(
+ *   '{"id":"1","name":"a","timestamp":"2026-01-01T00:00:00.000Z","context":{},"data":{"x":1}}',
+ * ));
+ * assert.ok(Object.isFrozen(event.data));
+ * ```
+ *
+ * @throws {TypeError} If `id`, `name` or `timestamp` is not a string, `context` not an object, or a value is not JSON.
+ */
+export function restoreEvent(value: unknown): TrackingEvent {
+  const record = value as Record<string, unknown> | null;
+  if (typeof record !== "object" || record === null) {
+    throw new TypeError(`Cannot restore event: expected an object, got ${record === null ? "null" : typeof record}`);
+  }
+  for (const field of ["id", "name", "timestamp"] as const) {
+    if (typeof record[field] !== "string") {
+      throw new TypeError(`Cannot restore event: '${field}' must be a string, got ${typeof record[field]}`);
+    }
+  }
+  const context = record.context ?? {};
+  if (typeof context !== "object" || context === null || Array.isArray(context)) {
+    throw new TypeError("Cannot restore event: 'context' must be an object");
+  }
+  const contextCopy = snapshot(context, "context", true, "restore event");
+  const dataCopy = snapshot(record.data ?? {}, "data", true, "restore event");
+  return new EmittedEvent(
+    record.id as string,
+    record.name as string,
+    record.timestamp as string,
+    contextCopy.value as Readonly<Record<string, unknown>>,
+    dataCopy.value,
+    contextCopy.json as string,
+    dataCopy.json as string,
+  );
 }

@@ -7,11 +7,12 @@
  */
 
 import type { Backend } from "./backend.ts";
+import { ProcessorChain } from "./_processor_chain.ts";
 import { consoleLogger, type DiagnosticLogger, typeName } from "./diagnostics.ts";
-import { EventEmissionExit } from "./errors.ts";
 import type { TrackingEvent } from "./event.ts";
 import { type BackendMetrics, emptyMetrics, type MetricsSnapshot } from "./metrics.ts";
-import { DROP, type Processor, type ProcessorFunction } from "./processor.ts";
+import { type Route, Routes } from "./_routes.ts";
+import { DROP, type Processor } from "./processor.ts";
 
 /** Options of {@linkcode RoutingBackend}. */
 export interface RoutingBackendOptions {
@@ -21,22 +22,6 @@ export interface RoutingBackendOptions {
   processors?: readonly Processor[];
   /** Where failures are reported. @default consoleLogger */
   logger?: DiagnosticLogger;
-}
-
-interface Route {
-  readonly name: string;
-  readonly backend: Backend;
-  readonly counters: BackendMetrics;
-}
-
-function asFunction(processor: Processor): ProcessorFunction {
-  if (typeof processor === "function") return processor;
-  if (typeof processor === "object" && processor !== null && typeof processor.process === "function") {
-    return processor.process.bind(processor);
-  }
-  throw new TypeError(
-    `Processor ${typeName(processor)} is not callable: expected a function or an object with a process() method`,
-  );
 }
 
 /** The result of {@linkcode RoutingBackend.processEvent}: the processed event, or {@linkcode DROP}. */
@@ -77,9 +62,8 @@ export type ProcessedEvent = TrackingEvent | typeof DROP;
  * ```
  */
 export class RoutingBackend implements Backend {
-  #routes: Route[] = [];
-  #processors: Processor[] = [];
-  #steps: ProcessorFunction[] = [];
+  readonly #routes = new Routes();
+  readonly #chain: ProcessorChain;
   readonly #pending = new Set<Promise<void>>();
   readonly #counters: BackendMetrics = emptyMetrics();
   readonly #logger: DiagnosticLogger;
@@ -91,16 +75,8 @@ export class RoutingBackend implements Backend {
    */
   constructor(options: RoutingBackendOptions = {}) {
     this.#logger = options.logger ?? consoleLogger;
-    const backends = options.backends ?? {};
-    if (typeof backends !== "object" || backends === null || Array.isArray(backends)) {
-      throw new TypeError(
-        `Cannot create RoutingBackend: 'backends' must be an object or Map of name to backend, got ${
-          typeName(backends)
-        }`,
-      );
-    }
-    const entries = backends instanceof Map ? [...backends] : Object.entries(backends);
-    for (const [name, backend] of entries) this.registerBackend(name, backend);
+    this.#chain = new ProcessorChain(this.#logger, this.#counters);
+    this.#routes.registerAll("RoutingBackend", options.backends ?? {});
     const processors = options.processors ?? [];
     if (!Array.isArray(processors)) {
       throw new TypeError(
@@ -112,12 +88,12 @@ export class RoutingBackend implements Backend {
 
   /** The child backends in the order they are called (sorted by name). */
   get backends(): ReadonlyMap<string, Backend> {
-    return new Map(this.#routes.map((route) => [route.name, route.backend]));
+    return this.#routes.backends;
   }
 
   /** The processors in the order they run. */
   get processors(): readonly Processor[] {
-    return this.#processors.slice();
+    return this.#chain.processors;
   }
 
   /**
@@ -126,22 +102,7 @@ export class RoutingBackend implements Backend {
    * @throws {TypeError} If `backend` has no callable `send` method.
    */
   registerBackend(name: string, backend: Backend): void {
-    if (typeof name !== "string") {
-      throw new TypeError(`Cannot register backend: its name must be a string, got ${typeName(name)}`);
-    }
-    if (typeof (backend as Backend | null)?.send !== "function") {
-      throw new TypeError(`Backend ${typeName(backend)} does not have a callable "send" method`);
-    }
-    const route: Route = { name, backend, counters: emptyMetrics() };
-    const index = this.#routes.findIndex((r) => r.name === name);
-    const routes = this.#routes.slice();
-    if (index === -1) {
-      routes.push(route);
-      routes.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    } else {
-      routes[index] = route;
-    }
-    this.#routes = routes;
+    this.#routes.register(name, backend);
   }
 
   /**
@@ -150,9 +111,7 @@ export class RoutingBackend implements Backend {
    * @throws {TypeError} If `processor` is neither a function nor an object with a `process` method.
    */
   registerProcessor(processor: Processor): void {
-    const step = asFunction(processor);
-    this.#processors = [...this.#processors, processor];
-    this.#steps = [...this.#steps, step];
+    this.#chain.add(processor);
   }
 
   /**
@@ -162,25 +121,7 @@ export class RoutingBackend implements Backend {
    * chain goes on with the event as it was.
    */
   processEvent(event: TrackingEvent): ProcessedEvent {
-    const steps = this.#steps;
-    let current = event;
-    for (let i = 0; i < steps.length; i++) {
-      let result;
-      try {
-        result = steps[i](current);
-      } catch (error) {
-        if (error instanceof EventEmissionExit) return DROP;
-        this.#counters.processorErrors++;
-        this.#logger.error(
-          `Processor ${i} (${typeName(this.#processors[i])}) failed on event "${current?.name}"; continuing without it`,
-          error,
-        );
-        continue;
-      }
-      if (result === DROP) return DROP;
-      if (result !== undefined) current = result;
-    }
-    return current;
+    return this.#chain.run(event);
   }
 
   /**
@@ -188,7 +129,7 @@ export class RoutingBackend implements Backend {
    * rejects is logged and counted; the others still receive the event.
    */
   sendToBackends(event: TrackingEvent): void {
-    const routes = this.#routes;
+    const routes = this.#routes.list;
     for (let i = 0; i < routes.length; i++) {
       const route = routes[i];
       route.counters.received++;
@@ -205,7 +146,7 @@ export class RoutingBackend implements Backend {
   /** Processes the event, then sends it to the backends unless a processor dropped it. */
   send(event: TrackingEvent): void {
     this.#counters.received++;
-    const processed = this.#steps.length === 0 ? event : this.processEvent(event);
+    const processed = this.#chain.empty ? event : this.#chain.run(event);
     if (processed === DROP) {
       this.#counters.dropped++;
       return;
@@ -244,19 +185,11 @@ export class RoutingBackend implements Backend {
   collectMetrics(path: string, into: MetricsSnapshot): void {
     let delivered = 0;
     let failed = 0;
-    for (const route of this.#routes) {
-      const childPath = `${path}/${route.name}`;
+    for (const route of this.#routes.list) {
       delivered += route.counters.delivered;
       failed += route.counters.failed;
-      if (typeof route.backend.collectMetrics === "function") {
-        route.backend.collectMetrics(childPath, into);
-        const child = into[childPath];
-        // A send that threw is only known here, not to the child itself.
-        if (child) child.failed += route.counters.failed;
-      } else {
-        into[childPath] = { ...route.counters };
-      }
     }
+    this.#routes.collectMetrics(path, into);
     into[path] = { ...this.#counters, delivered, failed };
   }
 
@@ -286,15 +219,10 @@ export class RoutingBackend implements Backend {
 
   async #each(method: "flush" | "close", earlier?: unknown): Promise<void> {
     const errors: unknown[] = earlier === undefined ? [] : [earlier];
-    const results = await Promise.allSettled(
-      this.#routes.map((route) => route.backend[method]?.call(route.backend)),
-    );
-    results.forEach((result, i) => {
-      if (result.status === "rejected") {
-        errors.push(result.reason);
-        this.#logger.error(`Backend "${this.#routes[i].name}" failed to ${method}`, result.reason);
-      }
-    });
+    for (const { name, error } of await this.#routes.each(method)) {
+      errors.push(error);
+      this.#logger.error(`Backend "${name}" failed to ${method}`, error);
+    }
     if (errors.length === 1 && earlier !== undefined) throw earlier;
     if (errors.length > 0) {
       throw new AggregateError(errors, `Cannot ${method} the routing tree: ${errors.length} backend(s) failed`);

@@ -1,0 +1,166 @@
+/**
+ * Sends allowed events to an event bus; consumers run this backend's
+ * processors and nested backends, as the reference's bus consumer does.
+ *
+ * @module
+ */
+
+import type { Backend } from "../backend.ts";
+import { consoleLogger, type DiagnosticLogger, typeName } from "../diagnostics.ts";
+import type { TrackingEvent } from "../event.ts";
+import { type BackendMetrics, emptyMetrics, type MetricsSnapshot } from "../metrics.ts";
+import type { Processor } from "../processor.ts";
+import { RoutingBackend } from "../routing.ts";
+import { InProcessBus } from "../transports/in_process_bus.ts";
+import type { BusTransport } from "../transports/transport.ts";
+
+/** Options of {@linkcode EventBusBackend}. */
+export interface EventBusBackendOptions {
+  /** Backends the consumer delivers to. @default {} */
+  backends?: Readonly<Record<string, Backend>> | ReadonlyMap<string, Backend>;
+  /** Processors the consumer runs before its backends (the reference runs them on the consumer side). @default [] */
+  processors?: readonly Processor[];
+  /** The bus topic, and this backend's name in diagnostics. @default "tracking_logs" */
+  backendName?: string;
+  /** The reference's `SEND_TRACKING_EVENT_EMITTED_SIGNAL`: publish nothing when false (counted as dropped). @default true */
+  enabled?: boolean;
+  /** The reference's `EVENT_BUS_TRACKING_LOGS`: exact event names allowed onto the bus. @default [] */
+  eventBusTrackingLogs?: Iterable<string>;
+  /** The bus. @default a new InProcessBus */
+  transport?: BusTransport;
+  /** Subscribe this backend's consumer to the bus in this process. Turn off where another process consumes. @default true */
+  consume?: boolean;
+  /** Where failures are reported. @default consoleLogger */
+  logger?: DiagnosticLogger;
+}
+
+/**
+ * Publishes events whose name is in `eventBusTrackingLogs` to a bus topic.
+ * The consumer subscribed to that topic runs this backend's processors, then
+ * its nested backends. Each backend has its own topic, so N event-bus
+ * backends deliver each event once per consumer — never N×N, as in the
+ * reference.
+ *
+ * @example
+ * ```ts
+ * import { EventBusBackend, InMemoryBackend, Tracker } from "@edx/event-tracking";
+ * import assert from "node:assert/strict";
+ *
+ * const xapi = new InMemoryBackend();
+ * const bus = new EventBusBackend({
+ *   backendName: "xapi",
+ *   eventBusTrackingLogs: ["edx.course.enrollment.activated"],
+ *   backends: { xapi },
+ * });
+ * const tracker = new Tracker({ backends: { xapi: bus } });
+ * tracker.emit("edx.course.enrollment.activated");
+ * tracker.emit("edx.ui.click");
+ * await tracker.flush();
+ * assert.deepEqual(xapi.events.map((e) => e.name), ["edx.course.enrollment.activated"]);
+ * ```
+ */
+export class EventBusBackend implements Backend {
+  /** The bus topic. */
+  readonly backendName: string;
+  /** Whether events are published at all. */
+  readonly enabled: boolean;
+  /** The exact names allowed onto the bus. */
+  readonly eventBusTrackingLogs: ReadonlySet<string>;
+  /** The bus. */
+  readonly transport: BusTransport;
+  readonly #consumer: RoutingBackend;
+  readonly #counters: BackendMetrics = emptyMetrics();
+  readonly #logger: DiagnosticLogger;
+  readonly #unsubscribe: (() => void) | undefined;
+  readonly #pending = new Set<Promise<void>>();
+
+  /**
+   * Creates the backend and, unless `consume` is false, subscribes its consumer.
+   *
+   * @throws {TypeError} If `eventBusTrackingLogs` is a string or not iterable, or a backend or processor is not usable.
+   */
+  constructor(options: EventBusBackendOptions = {}) {
+    this.#logger = options.logger ?? consoleLogger;
+    this.backendName = options.backendName || "tracking_logs";
+    this.enabled = options.enabled ?? true;
+    const names = options.eventBusTrackingLogs ?? [];
+    if (typeof names === "string" || typeof (names as Iterable<string>)[Symbol.iterator] !== "function") {
+      throw new TypeError(
+        `Cannot create EventBusBackend: 'eventBusTrackingLogs' must be an array of event names, got ${typeName(names)}`,
+      );
+    }
+    this.eventBusTrackingLogs = new Set(names);
+    this.transport = options.transport ?? new InProcessBus({ logger: this.#logger });
+    this.#consumer = new RoutingBackend({
+      backends: options.backends,
+      processors: options.processors,
+      logger: this.#logger,
+    });
+    if (options.consume ?? true) {
+      this.#unsubscribe = this.transport.subscribe(this.backendName, (event) => this.consume(event));
+    }
+    if (!this.enabled) this.#logger.warn(`EventBusBackend "${this.backendName}" is disabled: it publishes nothing`);
+    else if (this.eventBusTrackingLogs.size === 0) {
+      this.#logger.warn(
+        `EventBusBackend "${this.backendName}" allows no event names onto the bus: it publishes nothing`,
+      );
+    }
+  }
+
+  /** The consumer side: the processors and backends events from the bus go through. */
+  get consumer(): RoutingBackend {
+    return this.#consumer;
+  }
+
+  /** Publishes the event if the backend is enabled and its name is allowed; otherwise counts it as dropped. */
+  send(event: TrackingEvent): void {
+    this.#counters.received++;
+    if (!this.enabled || !this.eventBusTrackingLogs.has(event.name)) {
+      this.#counters.dropped++;
+      return;
+    }
+    this.#counters.passed++;
+    const result = this.transport.publish(this.backendName, event);
+    if (result !== undefined && typeof result.then === "function") {
+      const pending = result.then(
+        () => void this.#counters.delivered++,
+        (error) => {
+          this.#counters.failed++;
+          this.#logger.error(`EventBusBackend "${this.backendName}" failed to publish event "${event.name}"`, error);
+        },
+      ).finally(() => this.#pending.delete(pending));
+      this.#pending.add(pending);
+    } else {
+      this.#counters.delivered++;
+    }
+  }
+
+  /** Handles one event from the bus: this backend's processors, then its nested backends. */
+  consume(event: TrackingEvent): void {
+    this.#consumer.send(event);
+  }
+
+  /** Resolves when published events have been consumed and the nested backends flushed. */
+  async flush(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    await this.transport.flush?.();
+    await this.#consumer.flush();
+  }
+
+  /** Flushes, unsubscribes, and closes the nested backends and a default bus. */
+  async close(): Promise<void> {
+    await this.flush();
+    this.#unsubscribe?.();
+    await this.#consumer.close();
+  }
+
+  /** Adds the publishing side's counters under `path` and the consumer's nested backends under `path/<name>`. */
+  collectMetrics(path: string, into: MetricsSnapshot): void {
+    const consumer: MetricsSnapshot = {};
+    this.#consumer.collectMetrics(path, consumer);
+    const { processorErrors } = consumer[path];
+    delete consumer[path];
+    Object.assign(into, consumer);
+    into[path] = { ...this.#counters, processorErrors };
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * The default queue transport: a bounded in-memory queue consumed in batches
+ * on later turns of the event loop.
+ *
+ * @module
+ */
+
+import type { QueueConsumer, QueueMessage, QueueTransport } from "./transport.ts";
+
+/** Options of {@linkcode InProcessQueue}. */
+export interface InProcessQueueOptions {
+  /** The most messages held (waiting, delayed for a retry, or in delivery). @default 10000 */
+  capacity?: number;
+  /** The most messages handed to the consumer at once. @default 100 */
+  batchSize?: number;
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(
+      `Cannot create InProcessQueue as '${name}' must be a positive integer: current value is ${value}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * A bounded FIFO queue in this process. The consumer gets batches of up to
+ * `batchSize` messages; between batches the queue yields to the event loop so
+ * that producers are never starved.
+ *
+ * @example
+ * ```ts
+ * import { InProcessQueue, type QueueMessage } from "@edx/event-tracking";
+ * import assert from "node:assert/strict";
+ *
+ * const queue = new InProcessQueue({ capacity: 2 });
+ * const seen: string[] = [];
+ * queue.start(async (batch) => void seen.push(...batch.map((m) => m.event.name)));
+ * const message = (name: string): QueueMessage => ({
+ *   event: { id: name, name, timestamp: "", context: {}, data: {} },
+ *   attempts: 0,
+ * });
+ * assert.equal(queue.enqueue(message("a")), true);
+ * assert.equal(queue.enqueue(message("b")), true);
+ * assert.equal(queue.enqueue(message("c")), false);
+ * await queue.close();
+ * assert.deepEqual(seen, ["a", "b"]);
+ * ```
+ */
+export class InProcessQueue implements QueueTransport {
+  /** The most messages held at once. */
+  readonly capacity: number;
+  readonly #batchSize: number;
+  #ready: QueueMessage[] = [];
+  #head = 0;
+  #delayed = 0;
+  #inFlight = 0;
+  #consumer: QueueConsumer | undefined;
+  #scheduled: ReturnType<typeof setTimeout> | undefined;
+  readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+  #idle: (() => void)[] = [];
+  #closed = false;
+
+  /**
+   * Creates an empty queue.
+   *
+   * @throws {RangeError} If `capacity` or `batchSize` is not a positive integer.
+   */
+  constructor(options: InProcessQueueOptions = {}) {
+    this.capacity = positiveInteger("capacity", options.capacity ?? 10_000);
+    this.#batchSize = positiveInteger("batchSize", options.batchSize ?? 100);
+  }
+
+  /** Messages waiting, delayed for a retry, or in delivery. */
+  get depth(): number {
+    return this.#ready.length - this.#head + this.#delayed + this.#inFlight;
+  }
+
+  /** Accepts the message unless the queue is full or closed. */
+  enqueue(message: QueueMessage): boolean {
+    if (this.#closed || this.depth >= this.capacity) return false;
+    this.#ready.push(message);
+    this.#schedule();
+    return true;
+  }
+
+  /** Queues the message again after `delayMs`. */
+  retry(message: QueueMessage, delayMs: number): void {
+    this.#delayed++;
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      this.#delayed--;
+      this.#ready.push(message);
+      this.#schedule();
+    }, delayMs);
+    this.#timers.add(timer);
+  }
+
+  /** Starts consuming. */
+  start(consumer: QueueConsumer): void {
+    if (this.#consumer !== undefined) throw new Error("Cannot start InProcessQueue: it has a consumer already");
+    this.#consumer = consumer;
+    this.#schedule();
+  }
+
+  /** Resolves when nothing is waiting, delayed or in delivery. */
+  flush(): Promise<void> {
+    if (this.depth === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** Refuses new messages, then waits for the queue to drain (retries included). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.flush();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled !== undefined || this.#consumer === undefined) return;
+    if (this.#ready.length === this.#head) return;
+    // A macrotask, not a microtask: the producer's synchronous work and other
+    // I/O run between batches.
+    this.#scheduled = setTimeout(() => this.#pump(), 0);
+  }
+
+  async #pump(): Promise<void> {
+    this.#scheduled = undefined;
+    const end = Math.min(this.#head + this.#batchSize, this.#ready.length);
+    const batch = this.#ready.slice(this.#head, end);
+    this.#head = end;
+    if (this.#head === this.#ready.length) {
+      this.#ready = [];
+      this.#head = 0;
+    } else if (this.#head > 4096) {
+      this.#ready = this.#ready.slice(this.#head);
+      this.#head = 0;
+    }
+    this.#inFlight += batch.length;
+    try {
+      await this.#consumer!(batch);
+    } finally {
+      this.#inFlight -= batch.length;
+      this.#schedule();
+      if (this.depth === 0) {
+        const idle = this.#idle;
+        this.#idle = [];
+        for (const resolve of idle) resolve();
+      }
+    }
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Transport contracts: how an {@linkcode AsyncRoutingBackend} hands events to
+ * its consumers (a queue), and how an {@linkcode EventBusBackend} fans them out
+ * (a bus). In-process implementations are the defaults; Cloudflare Queues and
+ * a Durable Object implement the same contracts at the edge.
+ *
+ * @module
+ */
+
+import type { TrackingEvent } from "../event.ts";
+
+/** One queued delivery: an event and the nested backends it is still owed to. */
+export interface QueueMessage {
+  /** The processed event. */
+  readonly event: TrackingEvent;
+  /** Names of the nested backends still to deliver to; `undefined` means all of them. */
+  readonly targets?: readonly string[];
+  /** Delivery attempts made so far. */
+  readonly attempts: number;
+}
+
+/** Called by a queue transport with a batch of messages to deliver. It never rejects. */
+export type QueueConsumer = (batch: readonly QueueMessage[]) => Promise<void>;
+
+/**
+ * A bounded queue between an async router and its consumer.
+ *
+ * `enqueue` must not block: it accepts the message or refuses it (full), and
+ * the router applies its overflow policy to refused messages.
+ */
+export interface QueueTransport {
+  /** Accepts the message, or returns `false` if the queue is full. */
+  enqueue(message: QueueMessage): boolean;
+  /** Queues the message again after `delayMs`, for a retry. It is never refused. */
+  retry(message: QueueMessage, delayMs: number): void;
+  /** Starts delivering queued messages to `consumer`. Called once. */
+  start(consumer: QueueConsumer): void;
+  /** Messages accepted and not yet consumed: waiting, delayed or in delivery. */
+  readonly depth: number;
+  /** The most messages the queue holds. */
+  readonly capacity: number;
+  /** Resolves when the queue is empty and nothing is in delivery. */
+  flush(): Promise<void>;
+  /** Flushes, then stops; later `enqueue` calls return `false`. */
+  close(): Promise<void>;
+}
+
+/** Receives events published on a bus topic. */
+export type BusHandler = (event: TrackingEvent) => void | Promise<void>;
+
+/** A publish/subscribe channel between event-bus producers and consumers. */
+export interface BusTransport {
+  /** Publishes an event to every subscriber of the topic. */
+  publish(topic: string, event: TrackingEvent): void | Promise<void>;
+  /** Subscribes to a topic; returns the function that unsubscribes. */
+  subscribe(topic: string, handler: BusHandler): () => void;
+  /** Resolves when every published event has reached its subscribers. */
+  flush?(): Promise<void>;
+  /** Flushes, then releases resources. */
+  close?(): Promise<void>;
+}

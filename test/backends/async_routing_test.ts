@@ -1,0 +1,319 @@
+import assert from "node:assert/strict";
+import {
+  AsyncRoutingBackend,
+  type Backend,
+  createTracker,
+  type DeadLetter,
+  defaultDeadLetterPath,
+  EventEmissionExit,
+  InMemoryBackend,
+  LoggerBackend,
+  RoutingBackend,
+  Tracker,
+  type TrackingEvent,
+} from "../../mod.ts";
+import { RecordingLogger } from "../_helpers.ts";
+
+/** A deterministic PRNG (mulberry32), so fault tests replay the same faults. */
+function seeded(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** An idempotent sink: stores each event id once and counts every delivery. */
+class IdempotentSink implements Backend {
+  readonly stored = new Map<string, TrackingEvent>();
+  deliveries = 0;
+  constructor(readonly failWhen: () => boolean = () => false) {}
+  send(event: TrackingEvent): Promise<void> {
+    this.deliveries++;
+    if (this.failWhen()) return Promise.reject(new Error("sink unavailable"));
+    this.stored.set(event.id, event);
+    return Promise.resolve();
+  }
+}
+
+const fast = { initialMs: 1, maxMs: 4 };
+
+Deno.test("AsyncRoutingBackend delivers all 10,000 events exactly once through a sink that fails 30% of the time", async () => {
+  const random = seeded(42);
+  const sink = new IdempotentSink(() => random() < 0.3);
+  const deadLetter = new InMemoryBackend();
+  const logger = new RecordingLogger();
+  const tracker = new Tracker({
+    logger,
+    backends: {
+      flaky: new AsyncRoutingBackend({
+        backends: { sink },
+        maxAttempts: 20,
+        backoff: fast,
+        deadLetter,
+        random: seeded(7),
+        logger,
+      }),
+    },
+  });
+  const ids = new Set<string>();
+  for (let i = 0; i < 10_000; i++) ids.add(tracker.emit("edx.test.flaky", { i }));
+  await tracker.close();
+  assert.equal(sink.stored.size, 10_000);
+  for (const id of ids) assert.ok(sink.stored.has(id));
+  assert.equal(deadLetter.events.length, 0);
+  assert.ok(sink.deliveries > 10_000, "some deliveries failed and were retried");
+  const metrics = tracker.metrics()["root/flaky"];
+  assert.equal(metrics.delivered, 10_000);
+  assert.equal(metrics.retried, sink.deliveries - 10_000);
+  assert.equal(metrics.queueDepth, 0);
+});
+
+Deno.test("AsyncRoutingBackend dead-letters every event of a permanently failing backend, and replay delivers them", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/dead.jsonl`;
+  let broken = true;
+  const sink = new IdempotentSink(() => broken);
+  const logger = new RecordingLogger();
+  const branch = new AsyncRoutingBackend({
+    backendName: "caliper",
+    backends: { sink },
+    maxAttempts: 3,
+    backoff: fast,
+    deadLetter: new LoggerBackend({ path, maxEventSize: null, logger }),
+    logger,
+  });
+  const tracker = new Tracker({ backends: { caliper: branch }, logger });
+  const ids = Array.from({ length: 200 }, (_, i) => tracker.emit("edx.test", { i }));
+  await tracker.flush();
+  assert.equal(sink.stored.size, 0);
+  assert.equal(sink.deliveries, 600, "three attempts each");
+  const letters = (await Deno.readTextFile(path)).trimEnd().split("\n").map((l) => JSON.parse(l) as DeadLetter);
+  assert.deepEqual(letters.map((l) => l.id).sort(), [...ids].sort());
+  for (const letter of letters) {
+    assert.equal(letter.deadLetter.error, "Error: sink unavailable");
+    assert.equal(letter.deadLetter.attempts, 3);
+    assert.equal(letter.deadLetter.backend, "sink");
+    assert.match(letter.deadLetter.at, /Z$/);
+  }
+  assert.equal(tracker.metrics()["root/caliper"].deadLettered, 200);
+
+  broken = false;
+  assert.equal(await branch.replayDeadLetters(path), 200);
+  await tracker.close();
+  assert.deepEqual([...sink.stored.keys()].sort(), [...ids].sort());
+  // Replayed events are the original events, without the dead-letter metadata.
+  const first = sink.stored.get(ids[0])!;
+  assert.deepEqual(Object.keys(first), ["id", "name", "timestamp", "context", "data"]);
+  assert.deepEqual(first.data, { i: 0 });
+  await assert.rejects(Deno.stat(path), Deno.errors.NotFound);
+  assert.equal(await branch.replayDeadLetters(path), 0, "nothing left to replay");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("AsyncRoutingBackend overflow: a queue of 1,000 given 10,000 events dead-letters and counts the rest", async () => {
+  const sink = new IdempotentSink();
+  const deadLetter = new InMemoryBackend();
+  const logger = new RecordingLogger();
+  const branch = new AsyncRoutingBackend({ backends: { sink }, queueSize: 1_000, deadLetter, logger });
+  const tracker = new Tracker({ backends: { branch } });
+  for (let i = 0; i < 10_000; i++) tracker.emit("burst", { i });
+  await tracker.close();
+  const metrics = tracker.metrics()["root/branch"];
+  assert.equal(sink.stored.size, 1_000);
+  assert.equal(deadLetter.events.length, 9_000);
+  assert.equal(metrics.deadLettered, 9_000);
+  assert.equal(sink.stored.size + deadLetter.events.length, 10_000);
+  assert.equal((deadLetter.events[0] as DeadLetter).deadLetter.error, "RangeError: queue full (capacity 1000)");
+  assert.equal((deadLetter.events[0] as DeadLetter).deadLetter.attempts, 0);
+  assert.ok(logger.warnings.some((w) => /queue full \(capacity 1000\); \d+ event\(s\) dead-lettered/.test(w)));
+});
+
+Deno.test("AsyncRoutingBackend overflow drop_newest drops and counts, and the counts add up", async () => {
+  const sink = new IdempotentSink();
+  const logger = new RecordingLogger();
+  const branch = new AsyncRoutingBackend({
+    backends: { sink },
+    queueSize: 1_000,
+    overflow: "drop_newest",
+    deadLetter: new InMemoryBackend(),
+    logger,
+  });
+  for (let i = 0; i < 10_000; i++) {
+    branch.send({ id: String(i), name: "burst", timestamp: "", context: {}, data: {} });
+  }
+  await branch.close();
+  const metrics: Record<string, { dropped: number; delivered: number }> = {};
+  branch.collectMetrics("b", metrics as never);
+  assert.equal(metrics.b.delivered, 1_000);
+  assert.equal(metrics.b.dropped, 9_000);
+  assert.equal(metrics.b.delivered + metrics.b.dropped, 10_000);
+  assert.ok(logger.warnings.some((w) => /9000 event\(s\) dropped \(overflow policy drop_newest\)|dropped/.test(w)));
+});
+
+Deno.test("AsyncRoutingBackend.close() resolves only after in-flight events are delivered or dead-lettered", async () => {
+  let calls = 0;
+  const slow: Backend = {
+    send: () =>
+      new Promise<void>((resolve, reject) => setTimeout(() => (++calls % 2 ? resolve() : reject(new Error("odd"))), 3)),
+  };
+  const delivered: string[] = [];
+  const deadLetter = new InMemoryBackend();
+  const branch = new AsyncRoutingBackend({
+    backends: { slow: { send: (e) => slow.send(e)!.then(() => void delivered.push(e.id)) } },
+    maxAttempts: 1,
+    deadLetter,
+    logger: new RecordingLogger(),
+  });
+  for (let i = 0; i < 50; i++) branch.send({ id: String(i), name: "e", timestamp: "", context: {}, data: {} });
+  await branch.close();
+  assert.equal(delivered.length + deadLetter.events.length, 50);
+  assert.ok(delivered.length > 0 && deadLetter.events.length > 0);
+  assert.equal(branch.transport.depth, 0);
+});
+
+Deno.test("AsyncRoutingBackend runs its processors at emit, before the queue, and only accepted events are queued", () => {
+  const seen: string[] = [];
+  const branch = new AsyncRoutingBackend({
+    backends: { sink: new InMemoryBackend() },
+    processors: [(event) => {
+      seen.push(event.name);
+      if (event.name !== "keep") throw new EventEmissionExit();
+    }],
+    deadLetter: new InMemoryBackend(),
+  });
+  const tracker = new Tracker({ backends: { branch } });
+  tracker.emit("keep");
+  tracker.emit("drop");
+  assert.deepEqual(seen, ["keep", "drop"], "processors ran synchronously inside emit");
+  assert.equal(branch.transport.depth, 1);
+  const metrics = tracker.metrics()["root/branch"];
+  assert.deepEqual([metrics.received, metrics.dropped, metrics.passed], [2, 1, 1]);
+  return tracker.close();
+});
+
+Deno.test("AsyncRoutingBackend retries only the nested backend that failed", async () => {
+  let failures = 1;
+  const steady = new IdempotentSink();
+  const flaky = new IdempotentSink(() => failures-- > 0);
+  const branch = new AsyncRoutingBackend({
+    backends: { flaky, steady },
+    backoff: fast,
+    deadLetter: new InMemoryBackend(),
+    logger: new RecordingLogger(),
+  });
+  branch.send({ id: "1", name: "e", timestamp: "", context: {}, data: {} });
+  await branch.close();
+  assert.equal(steady.deliveries, 1);
+  assert.equal(flaky.deliveries, 2);
+  assert.equal(flaky.stored.size, 1);
+});
+
+Deno.test("AsyncRoutingBackend works at any depth and in any tracker", async () => {
+  const sink = new InMemoryBackend();
+  const tracker = new Tracker({
+    backends: {
+      outer: new RoutingBackend({
+        backends: {
+          inner: new RoutingBackend({
+            backends: { async: new AsyncRoutingBackend({ backends: { sink }, deadLetter: new InMemoryBackend() }) },
+          }),
+        },
+      }),
+    },
+  });
+  tracker.emit("deep");
+  await tracker.close();
+  assert.equal(sink.events.length, 1);
+  assert.ok("root/outer/inner/async/sink" in tracker.metrics());
+});
+
+Deno.test("AsyncRoutingBackend.backoffDelay() grows exponentially to maxMs, jittered to 50–100 %", async () => {
+  const low = new AsyncRoutingBackend({ backoff: { initialMs: 100, maxMs: 1000 }, random: () => 0 });
+  const high = new AsyncRoutingBackend({ backoff: { initialMs: 100, maxMs: 1000 }, random: () => 0.999999 });
+  assert.deepEqual([1, 2, 3, 4, 5].map((a) => low.backoffDelay(a)), [50, 100, 200, 400, 500]);
+  assert.deepEqual([1, 2, 3, 4, 5].map((a) => Math.round(high.backoffDelay(a))), [100, 200, 400, 800, 1000]);
+  await Promise.all([low.close(), high.close()]);
+});
+
+Deno.test("AsyncRoutingBackend refuses bad options with errors naming them", () => {
+  assert.throws(
+    () => new AsyncRoutingBackend({ maxAttempts: 0 }),
+    /'maxAttempts' must be a positive integer: current value is 0/,
+  );
+  assert.throws(() => new AsyncRoutingBackend({ queueSize: 1.5 }), /'queueSize' must be a positive integer/);
+  assert.throws(() => new AsyncRoutingBackend({ backoff: { initialMs: -1 } }), /'backoff.initialMs'/);
+  assert.throws(
+    () => new AsyncRoutingBackend({ overflow: "drop_oldest" as never }),
+    /unknown overflow policy "drop_oldest"/,
+  );
+  assert.throws(() => new AsyncRoutingBackend({ deadLetter: {} as never }), /'deadLetter' must be a backend/);
+  assert.throws(() => new AsyncRoutingBackend({ backends: { a: {} as never } }), /does not have a callable "send"/);
+});
+
+Deno.test("AsyncRoutingBackend replays dead letters from an iterable and reports bad ones without losing them", async () => {
+  const sink = new InMemoryBackend();
+  const logger = new RecordingLogger();
+  const branch = new AsyncRoutingBackend({ backends: { sink }, deadLetter: new InMemoryBackend(), logger });
+  const letter = {
+    id: "1",
+    name: "e",
+    timestamp: "2026-01-01T00:00:00.000Z",
+    context: { user_id: 1 },
+    data: { x: 1 },
+    deadLetter: { error: "x", attempts: 5, backend: "sink", at: "" },
+  };
+  assert.equal(await branch.replayDeadLetters([letter, { name: 5 }]), 1);
+  await branch.close();
+  assert.deepEqual(sink.events.map((e) => e.data), [{ x: 1 }]);
+  assert.match(
+    logger.errors[0].message,
+    /cannot replay a replayed dead letter: TypeError: Cannot restore event: 'id' must be a string.*it is kept as: \{"name":5\}/,
+  );
+  await assert.rejects(
+    new AsyncRoutingBackend({ deadLetter: new InMemoryBackend() }).replayDeadLetters(),
+    /custom dead-letter sink; pass a path/,
+  );
+});
+
+Deno.test("AsyncRoutingBackend defaults its dead letters to data/dead-letters/<backendName>.jsonl", async () => {
+  const branch = new AsyncRoutingBackend({ backendName: "caliper/xapi" });
+  assert.equal(branch.deadLetterPath, "data/dead-letters/caliper_xapi.jsonl");
+  assert.equal(defaultDeadLetterPath(""), "data/dead-letters/async_routing.jsonl");
+  assert.ok(branch.deadLetter instanceof LoggerBackend);
+  await branch.close();
+});
+
+Deno.test("createTracker() builds async_routing from the reference's settings", async () => {
+  const dir = await Deno.makeTempDir();
+  const tracker = createTracker({
+    backends: {
+      caliper: {
+        ENGINE: "eventtracking.backends.async_routing.AsyncRoutingBackend",
+        OPTIONS: {
+          max_attempts: 2,
+          backoff: { initial_ms: 1, max_ms: 2 },
+          queue_size: 10,
+          overflow: "drop_newest",
+          dead_letter: { ENGINE: "logger", OPTIONS: { path: `${dir}/dl.jsonl`, max_event_size: null } },
+          processors: [{ ENGINE: "name_allowlist", OPTIONS: { whitelist: ["edx.course.enrollment.activated"] } }],
+          backends: { caliper: { ENGINE: "memory" } },
+        },
+      },
+    },
+  });
+  const branch = tracker.getBackend("caliper") as AsyncRoutingBackend;
+  assert.ok(branch instanceof AsyncRoutingBackend);
+  assert.equal(branch.backendName, "caliper");
+  assert.equal(branch.transport.capacity, 10);
+  tracker.emit("edx.course.enrollment.activated");
+  tracker.emit("edx.ui.click");
+  await tracker.close();
+  assert.equal((branch.backends.get("caliper") as InMemoryBackend).events.length, 1);
+  assert.throws(
+    () => createTracker({ backends: { a: { ENGINE: "async_routing", OPTIONS: { backoff: { initial: 1 } } } } }),
+    /^ImproperlyConfigured: backends\.a\.OPTIONS\.backoff\.OPTIONS: unknown option "initial"/,
+  );
+  await Deno.remove(dir, { recursive: true });
+});

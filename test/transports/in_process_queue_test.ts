@@ -1,0 +1,53 @@
+import assert from "node:assert/strict";
+import { InProcessQueue, type QueueMessage } from "../../mod.ts";
+
+const message = (name: string, attempts = 0): QueueMessage => ({
+  event: { id: name, name, timestamp: "", context: {}, data: {} },
+  attempts,
+});
+
+Deno.test("InProcessQueue refuses messages beyond its capacity, counting delayed and in-flight ones", async () => {
+  const queue = new InProcessQueue({ capacity: 3, batchSize: 2 });
+  const batches: string[][] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => release = resolve);
+  queue.start(async (batch) => {
+    batches.push(batch.map((m) => m.event.name));
+    await gate;
+  });
+  assert.ok(queue.enqueue(message("a")));
+  assert.ok(queue.enqueue(message("b")));
+  assert.ok(queue.enqueue(message("c")));
+  assert.equal(queue.enqueue(message("d")), false);
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  assert.equal(queue.depth, 3, "two in flight, one waiting");
+  assert.equal(queue.enqueue(message("e")), false);
+  release();
+  await queue.close();
+  assert.deepEqual(batches, [["a", "b"], ["c"]]);
+  assert.equal(queue.enqueue(message("late")), false, "closed");
+});
+
+Deno.test("InProcessQueue.retry() delivers the message again after the delay, and flush waits for it", async () => {
+  const queue = new InProcessQueue();
+  const seen: number[] = [];
+  queue.start((batch) => {
+    for (const m of batch) {
+      seen.push(m.attempts);
+      if (m.attempts < 2) queue.retry({ ...m, attempts: m.attempts + 1 }, 2);
+    }
+    return Promise.resolve();
+  });
+  queue.enqueue(message("a"));
+  await queue.flush();
+  assert.deepEqual(seen, [0, 1, 2]);
+  assert.equal(queue.depth, 0);
+});
+
+Deno.test("InProcessQueue refuses a bad capacity or batch size, and a second consumer", () => {
+  assert.throws(() => new InProcessQueue({ capacity: 0 }), /'capacity' must be a positive integer: current value is 0/);
+  assert.throws(() => new InProcessQueue({ batchSize: 2.5 }), RangeError);
+  const queue = new InProcessQueue();
+  queue.start(() => Promise.resolve());
+  assert.throws(() => queue.start(() => Promise.resolve()), /has a consumer already/);
+});
