@@ -53,6 +53,18 @@ export class ProcessorChain {
     this.#steps = [...this.#steps, step];
   }
 
+  /**
+   * Appends every processor of a constructor's `processors` option.
+   *
+   * @throws {TypeError} If it is not an array, or holds something that is not a processor.
+   */
+  addAll(owner: string, processors: unknown): void {
+    if (!Array.isArray(processors)) {
+      throw new TypeError(`Cannot create ${owner}: 'processors' must be an array, got ${typeName(processors)}`);
+    }
+    for (const processor of processors) this.add(processor);
+  }
+
   /** Runs every processor; returns the resulting event or {@linkcode DROP}. */
   run(event: TrackingEvent): TrackingEvent | typeof DROP {
     const steps = this.#steps;

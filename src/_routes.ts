@@ -86,6 +86,16 @@ export class Routes {
     }
   }
 
+  /** The highest saturation among the backends that report one. */
+  saturation(): number {
+    let highest = 0;
+    for (const route of this.#list) {
+      const value = route.backend.saturation?.() ?? 0;
+      if (value > highest) highest = value;
+    }
+    return highest;
+  }
+
   /** Calls `method` on every backend that has it; returns the failures by backend name. */
   async each(method: "flush" | "close"): Promise<{ name: string; error: unknown }[]> {
     const list = this.#list;

@@ -39,6 +39,12 @@ export interface Backend {
   /** Flushes, then releases resources (files, connections, timers). */
   close?(): Promise<void>;
   /**
+   * How full this backend's queues are, from 0 (empty) to 1 (full), so that
+   * producers can shed load before events overflow. Routers report their
+   * fullest child.
+   */
+  saturation?(): number;
+  /**
    * Adds this backend's counters to `into` under `path` (and its children's
    * under `path/<name>`). Backends without it are counted by their router.
    */

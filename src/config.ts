@@ -39,6 +39,8 @@ export interface EngineContext {
   path: string;
   /** The tracker's diagnostics logger. */
   logger: DiagnosticLogger;
+  /** Where engines keep files by default (dead letters go under `<dataDir>/dead-letters`). */
+  dataDir: string;
 }
 
 /** Builds a backend or processor from its (camelCased, already built) options. */
@@ -48,9 +50,12 @@ export type EngineFactory = (options: Record<string, unknown>, context: EngineCo
 export interface CreateTrackerOptions {
   /** Passed to the tracker and to every engine. @default consoleLogger */
   logger?: DiagnosticLogger;
+  /** Where engines keep files by default. @default "data" */
+  dataDir?: string;
 }
 
 const engines = new Map<string, EngineFactory>();
+type Env = Omit<EngineContext, "path">;
 // What engines built, so a non-backend they return is told apart from a spec without ENGINE.
 const built = new WeakSet<object>();
 
@@ -130,18 +135,18 @@ export function checkOptions<T extends Record<string, unknown>>(
   return options;
 }
 
-function build(value: unknown, path: string, logger: DiagnosticLogger): unknown {
-  if (Array.isArray(value)) return value.map((item, i) => build(item, `${path}[${i}]`, logger));
+function build(value: unknown, path: string, env: Env): unknown {
+  if (Array.isArray(value)) return value.map((item, i) => build(item, `${path}[${i}]`, env));
   if (!isPlainObject(value)) return value;
   if (!("ENGINE" in value)) {
     const out: Record<string, unknown> = {};
-    for (const [key, item] of Object.entries(value)) out[key] = build(item, `${path}.${key}`, logger);
+    for (const [key, item] of Object.entries(value)) out[key] = build(item, `${path}.${key}`, env);
     return out;
   }
-  return instantiate(value, path, logger);
+  return instantiate(value, path, env);
 }
 
-function instantiate(spec: Record<string, unknown>, path: string, logger: DiagnosticLogger): Backend | Processor {
+function instantiate(spec: Record<string, unknown>, path: string, env: Env): Backend | Processor {
   for (const key of Object.keys(spec)) {
     if (key !== "ENGINE" && key !== "OPTIONS") {
       throw new ImproperlyConfigured(`unknown key "${key}" (an engine spec has only ENGINE and OPTIONS)`, path);
@@ -176,11 +181,11 @@ function instantiate(spec: Record<string, unknown>, path: string, logger: Diagno
         `${path}.OPTIONS`,
       );
     }
-    options[name] = build(item, `${path}.OPTIONS.${key}`, logger);
+    options[name] = build(item, `${path}.OPTIONS.${key}`, env);
   }
   let result: Backend | Processor;
   try {
-    result = factory(options, { path, logger });
+    result = factory(options, { path, ...env });
   } catch (error) {
     if (error instanceof ImproperlyConfigured) {
       if (error.path !== "") throw error;
@@ -241,11 +246,11 @@ export function createTracker(config: TrackerConfig, options: CreateTrackerOptio
       throw new ImproperlyConfigured(`unknown key "${key}" (expected "backends" and "processors")`, key);
     }
   }
-  const logger = options.logger ?? consoleLogger;
+  const env: Env = { logger: options.logger ?? consoleLogger, dataDir: options.dataDir ?? "data" };
   return new Tracker({
-    backends: backendsOption(build(config.backends, "backends", logger), "backends"),
-    processors: processorsOption(build(config.processors, "processors", logger), "processors"),
-    logger,
+    backends: backendsOption(build(config.backends, "backends", env), "backends"),
+    processors: processorsOption(build(config.processors, "processors", env), "processors"),
+    logger: env.logger,
   });
 }
 
@@ -280,40 +285,44 @@ function lastSegment(path: string): string {
   return path.slice(path.lastIndexOf(".") + 1).replace(/\[\d+\]$/, "");
 }
 
-alias(["async_routing", "eventtracking.backends.async_routing.AsyncRoutingBackend"], (options, { path, logger }) => {
-  const engine = "async_routing";
-  checkOptions(options, [
-    "backends",
-    "processors",
-    "backendName",
-    "maxAttempts",
-    "backoff",
-    "deadLetter",
-    "queueSize",
-    "overflow",
-    "reportIntervalMs",
-  ], { path, engine });
-  let backoff = options.backoff as Record<string, unknown> | undefined;
-  if (backoff !== undefined) {
-    if (!isPlainObject(backoff)) {
-      throw new ImproperlyConfigured(
-        `must be an object with initialMs and maxMs, got ${typeName(backoff)}`,
-        `${path}.OPTIONS.backoff`,
-      );
+alias(
+  ["async_routing", "eventtracking.backends.async_routing.AsyncRoutingBackend"],
+  (options, { path, logger, dataDir }) => {
+    const engine = "async_routing";
+    checkOptions(options, [
+      "backends",
+      "processors",
+      "backendName",
+      "maxAttempts",
+      "backoff",
+      "deadLetter",
+      "queueSize",
+      "overflow",
+      "reportIntervalMs",
+    ], { path, engine });
+    let backoff = options.backoff as Record<string, unknown> | undefined;
+    if (backoff !== undefined) {
+      if (!isPlainObject(backoff)) {
+        throw new ImproperlyConfigured(
+          `must be an object with initialMs and maxMs, got ${typeName(backoff)}`,
+          `${path}.OPTIONS.backoff`,
+        );
+      }
+      backoff = Object.fromEntries(Object.entries(backoff).map(([key, value]) => [camelCase(key), value]));
+      checkOptions(backoff, ["initialMs", "maxMs"], { path: `${path}.OPTIONS.backoff`, engine });
     }
-    backoff = Object.fromEntries(Object.entries(backoff).map(([key, value]) => [camelCase(key), value]));
-    checkOptions(backoff, ["initialMs", "maxMs"], { path: `${path}.OPTIONS.backoff`, engine });
-  }
-  if (options.deadLetter !== undefined) backendsOption({ deadLetter: options.deadLetter }, `${path}.OPTIONS`);
-  return new AsyncRoutingBackend({
-    ...options,
-    backendName: (options.backendName as string | undefined) || lastSegment(path),
-    backends: backendsOption(options.backends, `${path}.OPTIONS.backends`),
-    processors: processorsOption(options.processors, `${path}.OPTIONS.processors`),
-    backoff,
-    logger,
-  });
-});
+    if (options.deadLetter !== undefined) backendsOption({ deadLetter: options.deadLetter }, `${path}.OPTIONS`);
+    return new AsyncRoutingBackend({
+      ...options,
+      backendName: (options.backendName as string | undefined) || lastSegment(path),
+      backends: backendsOption(options.backends, `${path}.OPTIONS.backends`),
+      processors: processorsOption(options.processors, `${path}.OPTIONS.processors`),
+      backoff,
+      deadLetterDir: `${dataDir}/dead-letters`,
+      logger,
+    });
+  },
+);
 
 alias([
   "event_bus",

@@ -77,13 +77,7 @@ export class RoutingBackend implements Backend {
     this.#logger = options.logger ?? consoleLogger;
     this.#chain = new ProcessorChain(this.#logger, this.#counters);
     this.#routes.registerAll("RoutingBackend", options.backends ?? {});
-    const processors = options.processors ?? [];
-    if (!Array.isArray(processors)) {
-      throw new TypeError(
-        `Cannot create RoutingBackend: 'processors' must be an array, got ${typeName(processors)}`,
-      );
-    }
-    for (const processor of processors) this.registerProcessor(processor);
+    this.#chain.addAll("RoutingBackend", options.processors ?? []);
   }
 
   /** The child backends in the order they are called (sorted by name). */
@@ -181,6 +175,11 @@ export class RoutingBackend implements Backend {
     await this.#each("close", flushError);
   }
 
+  /** The fullest child's saturation (0 when no child queues). */
+  saturation(): number {
+    return this.#routes.saturation();
+  }
+
   /** Adds this router's counters under `path` and its children's under `path/<name>`. */
   collectMetrics(path: string, into: MetricsSnapshot): void {
     let delivered = 0;
@@ -189,8 +188,8 @@ export class RoutingBackend implements Backend {
       delivered += route.counters.delivered;
       failed += route.counters.failed;
     }
-    this.#routes.collectMetrics(path, into);
     into[path] = { ...this.#counters, delivered, failed };
+    this.#routes.collectMetrics(path, into);
   }
 
   #delivered(route: Route): void {

@@ -99,6 +99,11 @@ export class Tracker implements EventEmitter {
     return this.#router.processors;
   }
 
+  /** True once {@linkcode Tracker.close} has been called: emits throw from then on. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** The root of the routing tree. */
   get router(): RoutingBackend {
     return this.#router;
@@ -237,6 +242,14 @@ export class Tracker implements EventEmitter {
    */
   withContext(name: string, context: Record<string, unknown>): ScopedTracker {
     return new ScopedTracker(this, name, context);
+  }
+
+  /**
+   * How full the fullest queue of the tree is, from 0 to 1. A collector uses
+   * it to answer "retry later" before queues overflow.
+   */
+  saturation(): number {
+    return this.#router.saturation();
   }
 
   /** Counters of every node of the routing tree, keyed by path (`root`, `root/<name>`, …). */

@@ -6,6 +6,7 @@
  */
 
 import type { Backend } from "../backend.ts";
+import { positiveInteger } from "../_checks.ts";
 import { ProcessorChain } from "../_processor_chain.ts";
 import { Routes } from "../_routes.ts";
 import { consoleLogger, type DiagnosticLogger, typeName } from "../diagnostics.ts";
@@ -50,9 +51,11 @@ export interface AsyncRoutingBackendOptions {
   backoff?: { initialMs?: number; maxMs?: number };
   /**
    * Receives events that could not be delivered, as {@linkcode DeadLetter}s.
-   * @default a LoggerBackend appending to `data/dead-letters/<backendName>.jsonl`
+   * @default a LoggerBackend appending to `<deadLetterDir>/<backendName>.jsonl`
    */
   deadLetter?: Backend;
+  /** The folder of the default dead-letter file. @default "data/dead-letters" */
+  deadLetterDir?: string;
   /** Capacity of the default in-process queue. @default 10000 */
   queueSize?: number;
   /** What to do with events the queue has no room for; each is counted. @default "dead_letter" */
@@ -63,15 +66,6 @@ export interface AsyncRoutingBackendOptions {
   random?: () => number;
   /** How often, at most, queue overflow is reported, in milliseconds. @default 60000 */
   reportIntervalMs?: number;
-}
-
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isInteger(value) || value < 1) {
-    throw new RangeError(
-      `Cannot create AsyncRoutingBackend as '${name}' must be a positive integer: current value is ${value}`,
-    );
-  }
-  return value;
 }
 
 function nonNegative(name: string, value: number): number {
@@ -87,9 +81,20 @@ function message(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
-/** The default dead-letter file of a branch. */
-export function defaultDeadLetterPath(backendName: string): string {
-  return `data/dead-letters/${backendName.replace(/[^A-Za-z0-9._-]+/g, "_") || "async_routing"}.jsonl`;
+/**
+ * The default dead-letter file of a branch: `<dir>/<backendName>.jsonl`, the
+ * name made safe for a file name.
+ *
+ * @example
+ * ```ts
+ * import { defaultDeadLetterPath } from "@edx/event-tracking";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(defaultDeadLetterPath("caliper"), "data/dead-letters/caliper.jsonl");
+ * ```
+ */
+export function defaultDeadLetterPath(backendName: string, dir = "data/dead-letters"): string {
+  return `${dir}/${backendName.replace(/[^A-Za-z0-9._-]+/g, "_") || "async_routing"}.jsonl`;
 }
 
 /**
@@ -155,14 +160,8 @@ export class AsyncRoutingBackend implements Backend {
     this.backendName = options.backendName || "async_routing";
     this.#chain = new ProcessorChain(this.#logger, this.#counters);
     this.#routes.registerAll("AsyncRoutingBackend", options.backends ?? {});
-    const processors = options.processors ?? [];
-    if (!Array.isArray(processors)) {
-      throw new TypeError(
-        `Cannot create AsyncRoutingBackend: 'processors' must be an array, got ${typeName(processors)}`,
-      );
-    }
-    for (const processor of processors) this.#chain.add(processor);
-    this.#maxAttempts = positiveInteger("maxAttempts", options.maxAttempts ?? 5);
+    this.#chain.addAll("AsyncRoutingBackend", options.processors ?? []);
+    this.#maxAttempts = positiveInteger("AsyncRoutingBackend", "maxAttempts", options.maxAttempts ?? 5);
     this.#initialMs = nonNegative("backoff.initialMs", options.backoff?.initialMs ?? 100);
     this.#maxMs = nonNegative("backoff.maxMs", options.backoff?.maxMs ?? 30_000);
     this.#overflow = options.overflow ?? "dead_letter";
@@ -182,7 +181,7 @@ export class AsyncRoutingBackend implements Backend {
       this.deadLetter = options.deadLetter;
       this.#ownsDeadLetter = false;
     } else {
-      this.deadLetterPath = defaultDeadLetterPath(this.backendName);
+      this.deadLetterPath = defaultDeadLetterPath(this.backendName, options.deadLetterDir);
       this.deadLetter = new LoggerBackend({
         name: `${this.backendName} dead letters`,
         path: this.deadLetterPath,
@@ -204,7 +203,9 @@ export class AsyncRoutingBackend implements Backend {
       }
       this.transport = options.transport;
     } else {
-      this.transport = new InProcessQueue({ capacity: positiveInteger("queueSize", options.queueSize ?? 10_000) });
+      this.transport = new InProcessQueue({
+        capacity: positiveInteger("AsyncRoutingBackend", "queueSize", options.queueSize ?? 10_000),
+      });
     }
     this.transport.start((batch) => this.#consume(batch));
   }
@@ -252,23 +253,31 @@ export class AsyncRoutingBackend implements Backend {
    * handler); returns the backends that failed this attempt.
    */
   async deliver(message: QueueMessage): Promise<{ backend: string; error: unknown }[]> {
-    const names = message.targets ?? this.#routes.list.map((route) => route.name);
+    const routes = message.targets === undefined
+      ? this.#routes.list
+      : message.targets.map((name) => this.#routes.get(name) ?? name);
     const failures: { backend: string; error: unknown }[] = [];
-    await Promise.all(names.map(async (name) => {
-      const route = this.#routes.get(name);
-      if (route === undefined) {
-        failures.push({ backend: name, error: new Error(`no nested backend "${name}"`) });
-        return;
+    let pending: Promise<void>[] | undefined;
+    for (const route of routes) {
+      if (typeof route === "string") {
+        failures.push({ backend: route, error: new Error(`no nested backend "${route}"`) });
+        continue;
       }
       route.counters.received++;
-      try {
-        await route.backend.send(message.event);
-        route.counters.delivered++;
-      } catch (error) {
+      const failed = (error: unknown) => {
         route.counters.failed++;
-        failures.push({ backend: name, error });
+        failures.push({ backend: route.name, error });
+      };
+      try {
+        const result = route.backend.send(message.event);
+        // Synchronous backends take no promise round trip.
+        if (result === undefined || typeof result.then !== "function") route.counters.delivered++;
+        else (pending ??= []).push(result.then(() => void route.counters.delivered++, failed));
+      } catch (error) {
+        failed(error);
       }
-    }));
+    }
+    if (pending !== undefined) await Promise.all(pending);
     return failures;
   }
 
@@ -345,10 +354,15 @@ export class AsyncRoutingBackend implements Backend {
     this.#throwIfFailed("close", failures);
   }
 
+  /** How full the queue is (depth / capacity), or a nested backend's saturation if higher. */
+  saturation(): number {
+    return Math.max(this.transport.depth / this.transport.capacity, this.#routes.saturation());
+  }
+
   /** Adds this branch's counters under `path` and its nested backends' under `path/<name>`. */
   collectMetrics(path: string, into: MetricsSnapshot): void {
-    this.#routes.collectMetrics(path, into);
     into[path] = { ...this.#counters, queueDepth: this.transport.depth };
+    this.#routes.collectMetrics(path, into);
   }
 
   async #consume(batch: readonly QueueMessage[]): Promise<void> {

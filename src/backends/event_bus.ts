@@ -24,7 +24,10 @@ export interface EventBusBackendOptions {
   backendName?: string;
   /** The reference's `SEND_TRACKING_EVENT_EMITTED_SIGNAL`: publish nothing when false (counted as dropped). @default true */
   enabled?: boolean;
-  /** The reference's `EVENT_BUS_TRACKING_LOGS`: exact event names allowed onto the bus. @default [] */
+  /**
+   * The reference's `EVENT_BUS_TRACKING_LOGS`: exact event names allowed onto
+   * the bus. The entry `"*"` allows every name. @default []
+   */
   eventBusTrackingLogs?: Iterable<string>;
   /** The bus. @default a new InProcessBus */
   transport?: BusTransport;
@@ -73,6 +76,7 @@ export class EventBusBackend implements Backend {
   readonly #logger: DiagnosticLogger;
   readonly #unsubscribe: (() => void) | undefined;
   readonly #pending = new Set<Promise<void>>();
+  readonly #allowAll: boolean;
 
   /**
    * Creates the backend and, unless `consume` is false, subscribes its consumer.
@@ -90,6 +94,7 @@ export class EventBusBackend implements Backend {
       );
     }
     this.eventBusTrackingLogs = new Set(names);
+    this.#allowAll = this.eventBusTrackingLogs.has("*");
     this.transport = options.transport ?? new InProcessBus({ logger: this.#logger });
     this.#consumer = new RoutingBackend({
       backends: options.backends,
@@ -115,7 +120,7 @@ export class EventBusBackend implements Backend {
   /** Publishes the event if the backend is enabled and its name is allowed; otherwise counts it as dropped. */
   send(event: TrackingEvent): void {
     this.#counters.received++;
-    if (!this.enabled || !this.eventBusTrackingLogs.has(event.name)) {
+    if (!this.enabled || !(this.#allowAll || this.eventBusTrackingLogs.has(event.name))) {
       this.#counters.dropped++;
       return;
     }

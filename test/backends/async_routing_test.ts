@@ -12,17 +12,7 @@ import {
   Tracker,
   type TrackingEvent,
 } from "../../mod.ts";
-import { RecordingLogger } from "../_helpers.ts";
-
-/** A deterministic PRNG (mulberry32), so fault tests replay the same faults. */
-function seeded(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { RecordingLogger, seeded } from "../_helpers.ts";
 
 /** An idempotent sink: stores each event id once and counts every delivery. */
 class IdempotentSink implements Backend {

@@ -138,3 +138,14 @@ Deno.test("createTracker() builds event_bus from the reference's engine and sett
     /"SEND_TRACKING_EVENT_EMITTED_SIGNAL" and "enabled" are the same option/,
   );
 });
+
+Deno.test('EventBusBackend with "*" in eventBusTrackingLogs publishes every name', async () => {
+  const sink = new InMemoryBackend();
+  const tracker = new Tracker({
+    backends: { bus: new EventBusBackend({ eventBusTrackingLogs: ["*"], backends: { sink } }) },
+  });
+  tracker.emit("a");
+  tracker.emit("b");
+  await tracker.close();
+  assert.deepEqual(sink.events.map((e) => e.name), ["a", "b"]);
+});

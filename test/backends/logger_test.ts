@@ -109,3 +109,12 @@ Deno.test("LoggerBackend reports and counts lines it could not write to its file
   assert.deepEqual([metrics.log.failed, metrics.log.delivered], [2, 0]);
   await Deno.remove(dir, { recursive: true });
 });
+
+// spec §10.8 test_unserializable_event, test_event_with_datetime_fields
+Deno.test("LoggerBackend.send() of an event JSON cannot represent throws TypeError and writes nothing; a Date is written as ISO", () => {
+  const { lines, backend } = capture();
+  assert.throws(() => backend.send(event({ foo: 10n })), TypeError);
+  assert.equal(lines.length, 0);
+  backend.send(event({ test: true, time: new Date(Date.UTC(2012, 4, 1, 7, 27, 1, 200)) }));
+  assert.deepEqual(JSON.parse(lines[0]).data, { test: true, time: "2012-05-01T07:27:01.200Z" });
+});
