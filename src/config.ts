@@ -355,6 +355,17 @@ alias([
   });
 });
 
+/** The ENGINE names of MongoBackend, registered by `@edx/event-tracking/mongo` when it is imported. */
+export const MONGO_ENGINE_NAMES: readonly string[] = ["mongo", "eventtracking.backends.mongodb.MongoBackend"];
+
+// Until then, these names explain where the engine is, instead of "unknown ENGINE".
+alias([...MONGO_ENGINE_NAMES], () => {
+  throw new ImproperlyConfigured(
+    'the MongoDB backend lives in "@edx/event-tracking/mongo" (it keeps the driver out of the core): ' +
+      "import that module before createTracker() to register this ENGINE",
+  );
+});
+
 alias(["memory", "eventtracking.backends.tests.InMemoryBackend"], (options, { path }) => {
   checkOptions(options, [], { path, engine: "memory" });
   return new InMemoryBackend();

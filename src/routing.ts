@@ -156,8 +156,11 @@ export class RoutingBackend implements Backend {
    * @throws {AggregateError} If a child backend's `flush` rejected; the others are still flushed.
    */
   async flush(): Promise<void> {
+    // Children flush while their deliveries settle: a batching child resolves
+    // its sends only when it writes, and flush() is what makes it write now.
+    const flushing = this.#each("flush");
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
-    await this.#each("flush");
+    await flushing;
   }
 
   /**

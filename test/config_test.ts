@@ -240,3 +240,16 @@ Deno.test("registerEngine() passes the spec's path to the factory and refuses ba
   assert.throws(() => registerEngine("", () => new InMemoryBackend()), TypeError);
   assert.throws(() => registerEngine("x", 5 as never), TypeError);
 });
+
+Deno.test("createTracker() explains where the mongo ENGINE lives when its module is not imported", async () => {
+  // A fresh process: in this one another test file may have imported the module already.
+  const script = `
+    import { createTracker } from "${new URL("../mod.ts", import.meta.url)}";
+    try { createTracker({ backends: { m: { ENGINE: "mongo" } } }); } catch (error) { console.log(error.message); }`;
+  const output = await new Deno.Command(Deno.execPath(), { args: ["eval", script], stdout: "piped", stderr: "inherit" })
+    .output();
+  assert.match(
+    new TextDecoder().decode(output.stdout),
+    /^backends\.m: the MongoDB backend lives in "@edx\/event-tracking\/mongo".*import that module before createTracker\(\)/,
+  );
+});

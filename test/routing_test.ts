@@ -231,3 +231,21 @@ Deno.test("RoutingBackend.close() closes every backend even when one fails, then
   assert.deepEqual(closed, ["b"]);
   assert.match(logger.errors[0].message, /Backend "a" failed to close/);
 });
+
+Deno.test("RoutingBackend.flush() flushes a batching backend whose sends settle only when it writes", async () => {
+  const waiting: (() => void)[] = [];
+  const batching = {
+    send: () => new Promise<void>((resolve) => waiting.push(resolve)),
+    flush: () => {
+      for (const resolve of waiting.splice(0)) resolve();
+      return Promise.resolve();
+    },
+  };
+  const router = new RoutingBackend({ backends: { batching } });
+  router.send(sample);
+  router.send(sample);
+  await router.flush();
+  const metrics: Record<string, { delivered: number }> = {};
+  router.collectMetrics("r", metrics as never);
+  assert.equal(metrics["r/batching"].delivered, 2);
+});

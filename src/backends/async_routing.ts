@@ -323,9 +323,13 @@ export class AsyncRoutingBackend implements Backend {
    * @throws {AggregateError} If a nested backend or the dead-letter sink failed to flush.
    */
   async flush(): Promise<void> {
+    // Nested backends flush while the queue drains: a batching sink resolves
+    // its sends only when it writes, and flush() makes it write now.
+    const early = this.#routes.each("flush");
     await this.transport.flush();
     while (this.#deadLetterPending.size > 0) await Promise.allSettled([...this.#deadLetterPending]);
     if (this.#unreportedOverflow > 0) this.#reportOverflow();
+    await early;
     const failures = await this.#routes.each("flush");
     try {
       await this.deadLetter.flush?.();

@@ -15,8 +15,10 @@ const SLICE_MS = 5;
 export interface InProcessQueueOptions {
   /** The most messages held (waiting, delayed for a retry, or in delivery). @default 10000 */
   capacity?: number;
-  /** The most messages handed to the consumer at once. @default 100 */
+  /** The most messages handed to the consumer at once. @default 500 */
   batchSize?: number;
+  /** The most batches in delivery at once, so a sink that batches its own writes is kept busy. @default 4 */
+  concurrency?: number;
 }
 
 /**
@@ -47,6 +49,7 @@ export class InProcessQueue implements QueueTransport {
   /** The most messages held at once. */
   readonly capacity: number;
   readonly #batchSize: number;
+  readonly #concurrency: number;
   #ready: QueueMessage[] = [];
   #head = 0;
   #delayed = 0;
@@ -65,7 +68,8 @@ export class InProcessQueue implements QueueTransport {
    */
   constructor(options: InProcessQueueOptions = {}) {
     this.capacity = positiveInteger("InProcessQueue", "capacity", options.capacity ?? 10_000);
-    this.#batchSize = positiveInteger("InProcessQueue", "batchSize", options.batchSize ?? 100);
+    this.#batchSize = positiveInteger("InProcessQueue", "batchSize", options.batchSize ?? 500);
+    this.#concurrency = positiveInteger("InProcessQueue", "concurrency", options.concurrency ?? 4);
   }
 
   /** Messages waiting, delayed for a retry, or in delivery. */
@@ -133,23 +137,28 @@ export class InProcessQueue implements QueueTransport {
     return batch;
   }
 
-  // One consumer loop drains batch after batch, and yields to the event loop
-  // every few milliseconds so producers and I/O are never starved. (A timer
-  // per batch would be clamped to 4 ms once nested, capping the drain rate.)
+  // One consumer loop keeps up to `concurrency` batches in delivery, and
+  // yields to the event loop every few milliseconds so producers and I/O are
+  // never starved. (A timer per batch would be clamped to 4 ms once nested,
+  // capping the drain rate.)
   async #pump(): Promise<void> {
     this.#scheduled = undefined;
     this.#running = true;
+    const active = new Set<Promise<void>>();
     let sliceStart = performance.now();
     try {
-      while (this.#ready.length > this.#head) {
-        const batch = this.#take();
-        this.#inFlight += batch.length;
-        try {
-          await this.#consumer!(batch);
-        } finally {
-          this.#inFlight -= batch.length;
+      while (this.#ready.length > this.#head || active.size > 0) {
+        while (active.size < this.#concurrency && this.#ready.length > this.#head) {
+          const batch = this.#take();
+          this.#inFlight += batch.length;
+          const delivery: Promise<void> = this.#consumer!(batch).catch(() => {}).finally(() => {
+            this.#inFlight -= batch.length;
+            active.delete(delivery);
+            this.#notifyIdle();
+          });
+          active.add(delivery);
         }
-        this.#notifyIdle();
+        await Promise.race(active);
         if (performance.now() - sliceStart > SLICE_MS) {
           await new Promise((resolve) => setTimeout(resolve, 0));
           sliceStart = performance.now();

@@ -7,7 +7,7 @@ const message = (name: string, attempts = 0): QueueMessage => ({
 });
 
 Deno.test("InProcessQueue refuses messages beyond its capacity, counting delayed and in-flight ones", async () => {
-  const queue = new InProcessQueue({ capacity: 3, batchSize: 2 });
+  const queue = new InProcessQueue({ capacity: 3, batchSize: 2, concurrency: 1 });
   const batches: string[][] = [];
   let release!: () => void;
   const gate = new Promise<void>((resolve) => release = resolve);
@@ -50,4 +50,21 @@ Deno.test("InProcessQueue refuses a bad capacity or batch size, and a second con
   const queue = new InProcessQueue();
   queue.start(() => Promise.resolve());
   assert.throws(() => queue.start(() => Promise.resolve()), /has a consumer already/);
+});
+
+Deno.test("InProcessQueue keeps up to `concurrency` batches in delivery at once", async () => {
+  const queue = new InProcessQueue({ batchSize: 2, concurrency: 2 });
+  const started: string[][] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => release = resolve);
+  queue.start(async (batch) => {
+    started.push(batch.map((m) => m.event.name));
+    await gate;
+  });
+  for (const name of ["a", "b", "c", "d", "e"]) queue.enqueue(message(name));
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  assert.deepEqual(started, [["a", "b"], ["c", "d"]]);
+  release();
+  await queue.close();
+  assert.deepEqual(started, [["a", "b"], ["c", "d"], ["e"]]);
 });

@@ -1,0 +1,685 @@
+/**
+ * Stores events in a MongoDB collection, in acknowledged, idempotent,
+ * batched writes through the official `mongodb` driver.
+ *
+ * This is the only module that imports `mongodb`: import it from
+ * `@edx/event-tracking/mongo`, so that users of the core never load the driver.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import {
+  BSON,
+  type Collection,
+  MongoBulkWriteError,
+  MongoClient,
+  type MongoClientOptions,
+  MongoError,
+  MongoInvalidArgumentError,
+  MongoNetworkError,
+  MongoOperationTimeoutError,
+  MongoServerError,
+  MongoServerSelectionError,
+  ObjectId,
+} from "mongodb";
+import type { Backend } from "../backend.ts";
+import { checkOptions, MONGO_ENGINE_NAMES, registerEngine } from "../config.ts";
+import { consoleLogger, type DiagnosticLogger, typeName } from "../diagnostics.ts";
+import type { TrackingEvent } from "../event.ts";
+import { type BackendMetrics, emptyMetrics, type MetricsSnapshot } from "../metrics.ts";
+
+/** Options of {@linkcode MongoBackend}: the reference's connection options, plus batching and retries. */
+export interface MongoBackendOptions {
+  /** A connection string, as in `MONGODB_URI`; excludes `host` and `port`. */
+  uri?: string;
+  /** The server's host name. @default "localhost" */
+  host?: string;
+  /** The server's port. @default 27017 */
+  port?: number;
+  /** The user to authenticate as (against `database`, as the reference did, unless `authSource` says otherwise). */
+  user?: string;
+  /** The user's password. */
+  password?: string;
+  /** The database. @default the database in `uri`, else "eventtracking" */
+  database?: string;
+  /** The collection. @default "events" */
+  collection?: string;
+  /** More `MongoClient` options (never mutated). Writes are acknowledged unless this sets `w: 0`. @default {} */
+  extra?: Readonly<MongoClientOptions>;
+  /** Use this client instead of creating one (it is not closed by `close()`); excludes the connection options. */
+  client?: MongoClient;
+  /** The most events written by one `insertMany`. @default 500 */
+  batchSize?: number;
+  /** How long the first event of a partial batch waits for more, in milliseconds. @default 50 */
+  flushIntervalMs?: number;
+  /** The most batches being written at once. @default 2 */
+  maxConcurrentBatches?: number;
+  /** How often a batch is retried after a transient error (network, server restarting). @default 5 */
+  maxRetries?: number;
+  /** The delay before the first retry, in milliseconds; it doubles at each retry, up to 10 s. @default 100 */
+  retryDelayMs?: number;
+  /** The most events buffered or being written; beyond it `send` rejects at once. @default 100000 */
+  maxQueueSize?: number;
+  /** Where write failures and index-creation failures are reported. @default consoleLogger */
+  logger?: DiagnosticLogger;
+}
+
+/** The document stored for one event. */
+export interface MongoEventDocument {
+  /** Derived from the event's id by {@linkcode eventObjectId}, so a redelivered event is recognised. */
+  _id: ObjectId;
+  /** The event's id. */
+  id: string;
+  /** The event's name. */
+  name: string;
+  /** The event's timestamp as a BSON date (kept as text if it is not a date). */
+  timestamp: Date | string;
+  /** The event's context. */
+  context: Readonly<Record<string, unknown>>;
+  /** The event's payload. */
+  data: unknown;
+}
+
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+
+/**
+ * Derives a document `_id` from an event id, so that writing an event twice
+ * meets the `_id` index instead of creating a second document.
+ *
+ * An ObjectId has 96 bits. For a UUIDv7 (what the tracker makes) they are:
+ * 32 bits of Unix seconds (so `_id` grows with time, like a driver-made
+ * ObjectId: appends to the `_id` index, and `getTimestamp()` is right), then
+ * the millisecond within that second (10 bits), the UUID's 12-bit counter and
+ * 42 of its 62 random bits. Bounds: one process's ids never collide while it
+ * emits fewer than 2,048 events in a millisecond (its counter starts below
+ * 0x800 each millisecond and counts up to 0xfff). Ids of two processes
+ * collide only with the same millisecond, counter and 42 random bits: with P
+ * processes each emitting k events per millisecond, about
+ * P²/2 · k² · 2⁻¹¹ · 2⁻⁴² collisions per millisecond — at 10,000 events/s
+ * from 100 processes, one chance in 6,000 per year. (Taking the first 12 bytes
+ * of the UUID would keep 30 random bits: 4,096 times more. A 96-bit SHA-256
+ * prefix scatters `_id` across the index and costs about 6 µs per event with
+ * `node:crypto` in Deno, measured.) Other ids get the first 12 bytes of their
+ * SHA-256 (n events collide with probability about n²/2⁹⁷). Even then a
+ * collision is not silent: a duplicate `_id` whose stored `id` differs fails
+ * the event instead of counting it as delivered.
+ *
+ * @example A UUIDv7 keeps its second
+ * ```ts
+ * import { eventObjectId } from "@edx/event-tracking/mongo";
+ * import assert from "node:assert/strict";
+ *
+ * const id = eventObjectId("019ac6a1-2b3c-7123-8456-789abcdef012");
+ * assert.equal(id.getTimestamp().toISOString(), "2025-11-27T18:44:02.000Z");
+ * assert.equal(id.toHexString(), eventObjectId("019AC6A1-2B3C-7123-8456-789ABCDEF012").toHexString());
+ * ```
+ *
+ * @param id The event's id.
+ * @returns The same ObjectId for the same id, every time.
+ */
+export function eventObjectId(id: string): ObjectId {
+  if (UUID_V7.test(id)) {
+    const uuid = id.toLowerCase();
+    const ms = parseInt(uuid.slice(0, 8), 16) * 0x10000 + parseInt(uuid.slice(9, 13), 16);
+    const seconds = Math.floor(ms / 1000);
+    const middle = (ms - seconds * 1000) << 14 | parseInt(uuid.slice(15, 18), 16) << 2 | parseInt(uuid[19], 16) & 3;
+    return ObjectId.createFromHexString(
+      (seconds >>> 0).toString(16).padStart(8, "0") + middle.toString(16).padStart(6, "0") + uuid.slice(20, 23) +
+        uuid.slice(24, 31),
+    );
+  }
+  return new ObjectId(createHash("sha256").update(id).digest().subarray(0, 12));
+}
+
+/**
+ * Builds the document stored for an event; the event is not changed.
+ *
+ * @example The stored form of an event
+ * ```ts
+ * import { InMemoryBackend, Tracker } from "@edx/event-tracking";
+ * import { eventObjectId, toMongoDocument } from "@edx/event-tracking/mongo";
+ * import assert from "node:assert/strict";
+ *
+ * const sink = new InMemoryBackend();
+ * new Tracker({ backends: { sink } }).emit("edx.ui.click", { x: 1 });
+ * const doc = toMongoDocument(sink.events[0]);
+ * assert.ok(doc.timestamp instanceof Date);
+ * assert.ok(doc._id.equals(eventObjectId(sink.events[0].id)));
+ * assert.deepEqual(doc.data, { x: 1 });
+ * ```
+ *
+ * @param event The event to store.
+ * @returns A new document; `context` and `data` are the event's own (frozen) objects.
+ * @throws {TypeError} If the event's `id` is not a non-empty string.
+ */
+export function toMongoDocument(event: TrackingEvent): MongoEventDocument {
+  const id = event.id;
+  if (typeof id !== "string" || id === "") {
+    throw new TypeError(
+      `Cannot write event "${event.name}" to MongoDB as its 'id' must be a non-empty string: current value is ${
+        show(id)
+      }`,
+    );
+  }
+  const ms = Date.parse(event.timestamp);
+  return {
+    _id: eventObjectId(id),
+    id,
+    name: event.name,
+    timestamp: Number.isNaN(ms) ? event.timestamp : new Date(ms),
+    context: event.context,
+    data: event.data,
+  };
+}
+
+/** Server error codes that mean "try again" (the driver's retryable-write codes, plus write-concern timeouts). */
+const TRANSIENT_CODES = new Set([6, 7, 64, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 134]);
+const DUPLICATE_KEY = 11000;
+const MAX_RETRY_DELAY_MS = 10_000;
+const INSERT_OPTIONS = { ordered: false } as const;
+// deno-lint-ignore no-explicit-any
+const INDEXES: { key: any; name: string }[] = [
+  { key: { name: 1 }, name: "name_1" },
+  { key: { timestamp: -1 }, name: "timestamp_-1" },
+];
+
+function isTransient(error: unknown): boolean {
+  // A MongoBulkWriteError without write errors wraps what really failed, e.g. a MongoNetworkError.
+  const wrapped = (error as { errorResponse?: unknown } | null)?.errorResponse;
+  if (error instanceof MongoBulkWriteError && wrapped instanceof Error && isTransient(wrapped)) return true;
+  if (error instanceof MongoNetworkError || error instanceof MongoServerSelectionError) return true;
+  if (error instanceof MongoOperationTimeoutError) return true;
+  if (error instanceof MongoError && (error.hasErrorLabel("RetryableWriteError") || error.hasErrorLabel("ResetPool"))) {
+    return true;
+  }
+  const code = (error as { code?: unknown } | null)?.code;
+  // A system error (EPIPE, ECONNRESET, ERR_SOCKET_CLOSED…): under Deno's node:net a write to a socket the
+  // server closed can surface unwrapped, even inside a MongoBulkWriteError, instead of as a MongoNetworkError.
+  return typeof code === "number" ? TRANSIENT_CODES.has(code) : typeof code === "string";
+}
+
+/** An error caused by one of the documents (BSON, size), not by the batch as a whole. */
+function isDocumentError(error: unknown): boolean {
+  return BSON.BSONError.isBSONError(error) || error instanceof MongoInvalidArgumentError ||
+    (error instanceof MongoServerError && (error.code === 10334 || error.code === 2));
+}
+
+function show(value: unknown): string {
+  return typeof value === "string"
+    ? JSON.stringify(value)
+    : typeof value === "object"
+    ? typeName(value)
+    : String(value);
+}
+
+function noop(): void {}
+
+function asArray<T>(value: T | readonly T[]): readonly T[] {
+  return Array.isArray(value) ? value as readonly T[] : [value as T];
+}
+
+/** What became of the events of one batch: index → error for those that failed. */
+type Failures = ReadonlyMap<number, unknown> | undefined;
+
+interface Batch {
+  readonly docs: MongoEventDocument[];
+  readonly done: Promise<Failures>;
+  settle(failures: Failures): void;
+}
+
+function newBatch(): Batch {
+  const { promise, resolve } = Promise.withResolvers<Failures>();
+  return { docs: [], done: promise, settle: resolve };
+}
+
+/** The outcome of one insert attempt, by index into the documents tried. */
+interface Attempt {
+  retry: number[];
+  failed: [number, unknown][];
+  cause?: unknown;
+}
+
+/**
+ * Stores each event as a document `{ _id, id, name, timestamp, context, data }`
+ * (`timestamp` a BSON date, `_id` from {@linkcode eventObjectId}).
+ *
+ * `send` buffers the event and returns a promise that resolves once the batch
+ * holding it is acknowledged, or rejects once it cannot be written (the retries
+ * for transient errors exhausted, or MongoDB refused that document). Batches
+ * are unordered `insertMany` calls, sent when `batchSize` events are buffered
+ * or `flushIntervalMs` after the first. Writing is idempotent: a duplicate-key
+ * error for an event already stored counts as delivered, so a batch can be
+ * retried, and an event redelivered, without creating a second document.
+ *
+ * Nothing connects until the first batch; the indexes on `name` and
+ * `timestamp` (descending) are then created once (a failure is logged, not
+ * fatal). The driver reconnects by itself after a network error or a restart.
+ *
+ * @example Create and close without connecting
+ * ```ts
+ * import { MongoBackend } from "@edx/event-tracking/mongo";
+ * import assert from "node:assert/strict";
+ *
+ * const mongo = new MongoBackend({ uri: "mongodb://127.0.0.1:27017/tracking", batchSize: 100 });
+ * assert.equal(mongo.database, "tracking");
+ * assert.equal(mongo.collection, "events");
+ * await mongo.close(); // nothing was sent, so nothing connected
+ * ```
+ */
+export class MongoBackend implements Backend {
+  /** The database name. */
+  readonly database: string;
+  /** The collection name. */
+  readonly collection: string;
+  readonly #client: MongoClient;
+  readonly #ownsClient: boolean;
+  readonly #target: Collection<MongoEventDocument>;
+  readonly #logger: DiagnosticLogger;
+  readonly #batchSize: number;
+  readonly #flushIntervalMs: number;
+  readonly #maxConcurrent: number;
+  readonly #maxRetries: number;
+  readonly #retryDelayMs: number;
+  readonly #maxQueueSize: number;
+  readonly #counters: BackendMetrics = emptyMetrics();
+  readonly #ready: Batch[] = [];
+  readonly #writing = new Set<Promise<void>>();
+  #open: Batch | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #queued = 0;
+  #indexes: "todo" | "running" | "done" = "todo";
+  #indexing: Promise<void> | undefined;
+  #used = false;
+  #closed: Promise<void> | undefined;
+
+  /**
+   * Creates the backend; it does no I/O.
+   *
+   * @throws {TypeError} If an option has the wrong type, options that exclude each other are combined, or `uri` cannot be parsed.
+   * @throws {RangeError} If a number is out of range or a database or collection name is not allowed.
+   */
+  constructor(options: MongoBackendOptions = {}) {
+    const o = options;
+    const integer = (name: keyof MongoBackendOptions, fallback: number, min: number, rule: string): number => {
+      const value = o[name] ?? fallback;
+      if (!Number.isInteger(value) || (value as number) < min || (value as number) > 0x7fffffff) {
+        throw new RangeError(
+          `Cannot create MongoBackend as '${name}' must be ${rule}: current value is ${show(value)}`,
+        );
+      }
+      return value as number;
+    };
+    const duration = (name: keyof MongoBackendOptions, fallback: number): number => {
+      const value = o[name] ?? fallback;
+      if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+        throw new RangeError(
+          `Cannot create MongoBackend as '${name}' must be a non-negative number: current value is ${show(value)}`,
+        );
+      }
+      return value;
+    };
+    const text = (name: keyof MongoBackendOptions): string | undefined => {
+      const value = o[name];
+      if (value !== undefined && (typeof value !== "string" || value === "")) {
+        throw new TypeError(
+          `Cannot create MongoBackend as '${name}' must be a non-empty string: current value is ${show(value)}`,
+        );
+      }
+      return value;
+    };
+    const exclusive = (a: keyof MongoBackendOptions, others: (keyof MongoBackendOptions)[]): void => {
+      const clash = others.find((name) => o[name] !== undefined);
+      if (o[a] !== undefined && clash !== undefined) {
+        throw new TypeError(`Cannot create MongoBackend as '${a}' and '${clash}' exclude each other`);
+      }
+    };
+
+    this.#batchSize = integer("batchSize", 500, 1, "a positive integer");
+    this.#flushIntervalMs = duration("flushIntervalMs", 50);
+    this.#maxConcurrent = integer("maxConcurrentBatches", 2, 1, "a positive integer");
+    this.#maxRetries = integer("maxRetries", 5, 0, "a non-negative integer");
+    this.#retryDelayMs = duration("retryDelayMs", 100);
+    this.#maxQueueSize = integer("maxQueueSize", 100_000, 1, "a positive integer");
+    const logger = o.logger ?? consoleLogger;
+    if (typeof logger?.warn !== "function" || typeof logger.error !== "function") {
+      throw new TypeError(
+        `Cannot create MongoBackend as 'logger' must have warn and error methods: current value is ${show(logger)}`,
+      );
+    }
+    this.#logger = logger;
+    exclusive("client", ["uri", "host", "port", "user", "password", "extra"]);
+    exclusive("uri", ["host", "port"]);
+    const uri = text("uri");
+    const host = text("host") ?? "localhost";
+    const port = integer("port", 27017, 1, "an integer from 1 to 65535");
+    if (port > 65535) {
+      throw new RangeError(
+        `Cannot create MongoBackend as 'port' must be an integer from 1 to 65535: current value is ${port}`,
+      );
+    }
+    const user = text("user");
+    if (o.password !== undefined && typeof o.password !== "string") {
+      throw new TypeError(
+        `Cannot create MongoBackend as 'password' must be a string: current value is ${show(o.password)}`,
+      );
+    }
+    if (o.password && !user) {
+      throw new TypeError("Cannot create MongoBackend as 'password' is given without 'user'");
+    }
+    const extra = o.extra ?? {};
+    if (typeof extra !== "object" || extra === null || Array.isArray(extra)) {
+      throw new TypeError(
+        `Cannot create MongoBackend as 'extra' must be an object of MongoClient options: current value is ${
+          show(extra)
+        }`,
+      );
+    }
+    if (o.client !== undefined && !(o.client instanceof MongoClient)) {
+      throw new TypeError(
+        `Cannot create MongoBackend as 'client' must be a MongoClient: current value is ${show(o.client)}`,
+      );
+    }
+
+    const uriDatabase = uri === undefined ? undefined : /^mongodb(?:\+srv)?:\/\/[^/?]*\/([^?]+)/.exec(uri)?.[1];
+    this.database = text("database") ?? (uriDatabase ? decodeURIComponent(uriDatabase) : "eventtracking");
+    if (/[/\\. "$\0]/.test(this.database) || new TextEncoder().encode(this.database).length > 63) {
+      throw new RangeError(
+        `Cannot create MongoBackend as 'database' must not contain /\\. "$ or be longer than 63 bytes: current value is ${
+          show(this.database)
+        }`,
+      );
+    }
+    this.collection = text("collection") ?? "events";
+    if (/[$\0]/.test(this.collection) || this.collection.startsWith("system.")) {
+      throw new RangeError(
+        `Cannot create MongoBackend as 'collection' must not contain $ or start with "system.": current value is ${
+          show(this.collection)
+        }`,
+      );
+    }
+
+    if (o.client !== undefined) {
+      this.#client = o.client;
+      this.#ownsClient = false;
+    } else {
+      const clientOptions: MongoClientOptions = { ...extra };
+      if (user !== undefined) {
+        clientOptions.auth = { username: user, password: o.password ?? "" };
+        if (extra.authSource === undefined && !/[?&]authSource=/i.test(uri ?? "")) {
+          clientOptions.authSource = this.database;
+        }
+      }
+      const url = uri ?? `mongodb://${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${port}/`;
+      try {
+        this.#client = new MongoClient(url, clientOptions);
+      } catch (error) {
+        throw new TypeError(
+          `Cannot create MongoBackend as its connection options are not valid: ${(error as Error).message}`,
+          { cause: error },
+        );
+      }
+      this.#ownsClient = true;
+      const w = extra.w ?? extra.writeConcern?.w ?? /[?&]w=(\w+)/.exec(uri ?? "")?.[1];
+      if (w === 0 || w === "0") {
+        logger.warn(
+          "MongoBackend writes are unacknowledged (w: 0): send() resolves before MongoDB has stored the event, and failures go unnoticed",
+        );
+      }
+    }
+    this.#target = this.#client.db(this.database).collection<MongoEventDocument>(this.collection);
+  }
+
+  /**
+   * Buffers the event for the next batch.
+   *
+   * @returns A promise that resolves when the event is stored (or was already),
+   *   and rejects if it cannot be. It never goes unhandled, even if nobody awaits it.
+   */
+  send(event: TrackingEvent): Promise<void> {
+    this.#counters.received++;
+    if (this.#closed !== undefined) {
+      return this.#refuse(new Error(`Cannot send event "${event?.name}" to MongoBackend as it is closed`));
+    }
+    if (this.#queued >= this.#maxQueueSize) {
+      return this.#refuse(
+        new RangeError(
+          `Cannot send event "${event.name}" to MongoBackend as its queue is full: capacity is ${this.#maxQueueSize} events`,
+        ),
+      );
+    }
+    let doc: MongoEventDocument;
+    try {
+      doc = toMongoDocument(event);
+    } catch (error) {
+      return this.#refuse(error);
+    }
+    const batch = this.#open ??= newBatch();
+    const index = batch.docs.push(doc) - 1;
+    this.#queued++;
+    if (batch.docs.length >= this.#batchSize) this.#seal();
+    else this.#timer ??= setTimeout(() => this.#seal(), this.#flushIntervalMs);
+    const result = batch.done.then((failures) => {
+      if (failures?.has(index)) throw failures.get(index);
+    });
+    result.catch(noop);
+    return result;
+  }
+
+  /** Writes the partial batch now; resolves when every event sent so far is stored or has failed. */
+  async flush(): Promise<void> {
+    this.#seal();
+    while (this.#writing.size > 0 || this.#indexing !== undefined) {
+      await Promise.allSettled([...this.#writing, this.#indexing]);
+    }
+  }
+
+  /** Flushes, then closes the client unless it was given in the options. Later sends reject. */
+  close(): Promise<void> {
+    return this.#closed ??= (async () => {
+      await this.flush();
+      if (this.#ownsClient && this.#used) await this.#client.close();
+    })();
+  }
+
+  /** Adds this backend's counters under `path`; `queueDepth` counts events buffered or being written. */
+  collectMetrics(path: string, into: MetricsSnapshot): void {
+    into[path] = { ...this.#counters, queueDepth: this.#queued };
+  }
+
+  #refuse(error: unknown): Promise<void> {
+    this.#counters.failed++;
+    const result = Promise.reject(error);
+    result.catch(noop);
+    return result;
+  }
+
+  /** Moves the open batch to the ready queue and starts writing what the concurrency limit allows. */
+  #seal(): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    if (this.#open !== undefined) {
+      this.#ready.push(this.#open);
+      this.#open = undefined;
+    }
+    while (this.#writing.size < this.#maxConcurrent && this.#ready.length > 0) {
+      const batch = this.#ready.shift()!;
+      const writing: Promise<void> = this.#write(batch).finally(() => {
+        this.#writing.delete(writing);
+        this.#seal();
+      });
+      this.#writing.add(writing);
+    }
+  }
+
+  async #write(batch: Batch): Promise<void> {
+    const docs = batch.docs;
+    const failures = new Map<number, unknown>();
+    let indices: number[] | undefined; // undefined: the whole batch
+    for (let retries = 0;; retries++) {
+      const tried = indices === undefined ? docs : indices.map((i) => docs[i]);
+      let attempt: Attempt;
+      try {
+        attempt = await this.#attempt(tried);
+      } catch (error) {
+        attempt = { retry: [], failed: tried.map((_, i) => [i, error]), cause: error };
+      }
+      const global = (i: number) => indices === undefined ? i : indices[i];
+      for (const [i, error] of attempt.failed) failures.set(global(i), error);
+      if (attempt.retry.length === 0) break;
+      const next = attempt.retry.map(global);
+      if (retries >= this.#maxRetries) {
+        const error = new Error(
+          `Cannot write ${next.length} event(s) to MongoDB ${this.database}.${this.collection}: still failing after ${this.#maxRetries} retries`,
+          { cause: attempt.cause },
+        );
+        for (const i of next) failures.set(i, error);
+        break;
+      }
+      this.#counters.retried += next.length;
+      const delay = Math.min(this.#retryDelayMs * 2 ** retries, MAX_RETRY_DELAY_MS);
+      await new Promise((resolve) => setTimeout(resolve, delay * (0.8 + Math.random() * 0.4)));
+      indices = next;
+    }
+    if (failures.size > 0) {
+      const first = failures.values().next().value;
+      this.#logger.error(
+        `MongoBackend could not write ${failures.size} of ${docs.length} event(s) to ${this.database}.${this.collection}`,
+        first,
+      );
+    }
+    this.#counters.failed += failures.size;
+    this.#counters.delivered += docs.length - failures.size;
+    this.#queued -= docs.length;
+    batch.settle(failures.size > 0 ? failures : undefined);
+  }
+
+  /** One `insertMany`; sorts the documents into stored, to retry and failed. */
+  async #attempt(docs: MongoEventDocument[]): Promise<Attempt> {
+    try {
+      this.#used = true;
+      await this.#client.connect();
+      if (this.#indexes === "todo") this.#createIndexes();
+      await this.#target.insertMany(docs, INSERT_OPTIONS);
+      return { retry: [], failed: [] };
+    } catch (error) {
+      if (error instanceof MongoBulkWriteError && (error.err !== undefined || asArray(error.writeErrors).length > 0)) {
+        return await this.#sortWriteErrors(docs, error);
+      }
+      if (isTransient(error)) return { retry: docs.map((_, i) => i), failed: [], cause: error };
+      if (docs.length > 1 && isDocumentError(error)) return await this.#oneByOne(docs);
+      return { retry: [], failed: docs.map((_, i) => [i, error]), cause: error };
+    }
+  }
+
+  async #sortWriteErrors(docs: MongoEventDocument[], error: MongoBulkWriteError): Promise<Attempt> {
+    const result: Attempt = { retry: [], failed: [], cause: error };
+    const duplicates: number[] = [];
+    const seen = new Set<number>();
+    for (const writeError of asArray(error.writeErrors)) {
+      seen.add(writeError.index);
+      if (writeError.code === DUPLICATE_KEY) duplicates.push(writeError.index);
+      else if (TRANSIENT_CODES.has(writeError.code)) result.retry.push(writeError.index);
+      else {
+        result.failed.push([
+          writeError.index,
+          new Error(
+            `MongoDB refused event "${docs[writeError.index].id}": ${writeError.errmsg} (code ${writeError.code})`,
+          ),
+        ]);
+      }
+    }
+    // A write-concern error leaves the rest unconfirmed: write them again (a duplicate then means stored).
+    if (error.err !== undefined) {
+      for (let i = 0; i < docs.length; i++) if (!seen.has(i)) result.retry.push(i);
+    }
+    if (duplicates.length > 0) await this.#checkDuplicates(docs, duplicates, result);
+    return result;
+  }
+
+  /** A duplicate `_id` means "already stored" only if the stored document has the same event id. */
+  async #checkDuplicates(docs: MongoEventDocument[], duplicates: number[], result: Attempt): Promise<void> {
+    let stored: Map<string, string>;
+    try {
+      const found = await this.#target
+        .find({ _id: { $in: duplicates.map((i) => docs[i]._id) } }, { projection: { id: 1 } })
+        .toArray();
+      stored = new Map(found.map((doc) => [doc._id.toHexString(), doc.id]));
+    } catch (error) {
+      if (isTransient(error)) result.retry.push(...duplicates);
+      else for (const i of duplicates) result.failed.push([i, error]);
+      return;
+    }
+    for (const i of duplicates) {
+      const id = stored.get(docs[i]._id.toHexString());
+      if (id === docs[i].id) continue;
+      if (id === undefined) result.retry.push(i); // deleted meanwhile
+      else {
+        result.failed.push([
+          i,
+          new Error(
+            `Cannot write event "${docs[i].id}" to MongoDB: its _id ${docs[i]._id} already holds event "${id}"`,
+          ),
+        ]);
+      }
+    }
+  }
+
+  /** Isolates the documents a whole-batch error came from by writing each alone. */
+  async #oneByOne(docs: MongoEventDocument[]): Promise<Attempt> {
+    const result: Attempt = { retry: [], failed: [] };
+    for (let i = 0; i < docs.length; i++) {
+      const single = await this.#attempt([docs[i]]);
+      if (single.retry.length > 0) result.retry.push(i);
+      if (single.failed.length > 0) result.failed.push([i, single.failed[0][1]]);
+      result.cause ??= single.cause;
+    }
+    return result;
+  }
+
+  #createIndexes(): void {
+    this.#indexes = "running";
+    this.#indexing = (async () => {
+      try {
+        await this.#target.createIndexes(INDEXES);
+        this.#indexes = "done";
+      } catch (error) {
+        // A transient failure is tried again with the next batch; any other is final.
+        this.#indexes = isTransient(error) ? "todo" : "done";
+        this.#logger.error(
+          `MongoBackend could not create the indexes on name and timestamp of ${this.database}.${this.collection}; events are still written`,
+          error,
+        );
+      } finally {
+        this.#indexing = undefined;
+      }
+    })();
+  }
+}
+
+const MONGO_OPTIONS = [
+  "uri",
+  "host",
+  "port",
+  "user",
+  "password",
+  "database",
+  "collection",
+  "extra",
+  "batchSize",
+  "flushIntervalMs",
+  "maxConcurrentBatches",
+  "maxRetries",
+  "retryDelayMs",
+  "maxQueueSize",
+];
+
+// Importing this module makes the `mongo` ENGINE available to createTracker.
+for (const name of MONGO_ENGINE_NAMES) {
+  registerEngine(name, (options, { path, logger }) => {
+    checkOptions(options, MONGO_OPTIONS, { path, engine: "mongo" });
+    return new MongoBackend({ ...options, logger } as MongoBackendOptions);
+  });
+}

@@ -1,0 +1,442 @@
+/**
+ * MongoBackend against a real wire-protocol server: congodb in a child
+ * process, or the server `MONGODB_URI` names. Ports the reference's
+ * test_mongodb.py and test_mongodb_integration.py where they still apply.
+ */
+
+import assert from "node:assert/strict";
+import { type Document, MongoClient, MongoServerError } from "mongodb";
+import {
+  createTracker,
+  emptyMetrics,
+  InMemoryBackend,
+  type MetricsSnapshot,
+  Tracker,
+  type TrackingEvent,
+} from "@edx/event-tracking";
+import { eventObjectId, MongoBackend, type MongoBackendOptions } from "@edx/event-tracking/mongo";
+import { RecordingLogger } from "../_helpers.ts";
+import { freePort, type MongoTestServer, startMongoServer, testDatabaseName } from "../_mongo_server.ts";
+
+const REAL_MONGOD = Deno.env.get("MONGODB_URI") !== undefined;
+
+let server: MongoTestServer;
+Deno.test.beforeAll(async () => {
+  server = await startMongoServer();
+});
+Deno.test.afterAll(async () => {
+  await server?.stop();
+});
+
+/** A fresh database for one test, dropped afterwards, and a client to inspect it. */
+async function withDatabase(fn: (database: string, inspect: MongoClient) => Promise<void>): Promise<void> {
+  const database = testDatabaseName();
+  const inspect = new MongoClient(server.uri);
+  try {
+    await fn(database, inspect);
+  } finally {
+    await inspect.db(database).dropDatabase().catch(() => {});
+    await inspect.close();
+  }
+}
+
+function backend(database: string, options: MongoBackendOptions = {}): MongoBackend {
+  return new MongoBackend({ uri: server.uri, database, logger: new RecordingLogger(), ...options });
+}
+
+/** Events made by a real tracker (frozen, with UUIDv7 ids). */
+function makeEvents(count: number, name = "test.event", data: (i: number) => unknown = (i) => ({ sequence: i })) {
+  const sink = new InMemoryBackend();
+  const tracker = new Tracker({ backends: { sink } });
+  for (let i = 0; i < count; i++) tracker.emit(name, data(i) as Record<string, unknown>);
+  return sink.events;
+}
+
+function skipUnlessRealMongod(reason: string): boolean {
+  if (!REAL_MONGOD) console.log(`skipped unless MONGODB_URI is set: ${reason}`);
+  return !REAL_MONGOD;
+}
+
+Deno.test("MongoBackend does no I/O before the first batch", async () => {
+  // Nothing listens on this port: connecting would fail, but nothing connects.
+  const mongo = new MongoBackend({ uri: `mongodb://127.0.0.1:${freePort()}/x`, logger: new RecordingLogger() });
+  await mongo.close();
+  const metrics: MetricsSnapshot = {};
+  mongo.collectMetrics("mongo", metrics);
+  assert.deepEqual(metrics.mongo, emptyMetrics());
+});
+
+Deno.test("MongoBackend() rejects bad options, naming the option and its current value", () => {
+  const cases: [MongoBackendOptions, ErrorConstructor, string][] = [
+    [
+      { batchSize: 0 },
+      RangeError,
+      "Cannot create MongoBackend as 'batchSize' must be a positive integer: current value is 0",
+    ],
+    [{ batchSize: 1.5 }, RangeError, "'batchSize' must be a positive integer: current value is 1.5"],
+    [{ flushIntervalMs: -1 }, RangeError, "'flushIntervalMs' must be a non-negative number: current value is -1"],
+    [{ maxRetries: -1 }, RangeError, "'maxRetries' must be a non-negative integer: current value is -1"],
+    [{ maxConcurrentBatches: 0 }, RangeError, "'maxConcurrentBatches' must be a positive integer"],
+    [{ maxQueueSize: 0 }, RangeError, "'maxQueueSize' must be a positive integer"],
+    [{ retryDelayMs: Infinity }, RangeError, "'retryDelayMs' must be a non-negative number: current value is Infinity"],
+    [{ port: 70000 }, RangeError, "'port' must be an integer from 1 to 65535: current value is 70000"],
+    [{ host: "" }, TypeError, `'host' must be a non-empty string: current value is ""`],
+    [{ uri: "mongodb://a", host: "b" }, TypeError, "'uri' and 'host' exclude each other"],
+    [
+      { client: new MongoClient("mongodb://a"), uri: "mongodb://a" },
+      TypeError,
+      "'client' and 'uri' exclude each other",
+    ],
+    [{ uri: "http://example.com" }, TypeError, "its connection options are not valid"],
+    [{ password: "secret" }, TypeError, "'password' is given without 'user'"],
+    [{ extra: [] as never }, TypeError, "'extra' must be an object of MongoClient options: current value is Array"],
+    [{ database: "a.b" }, RangeError, `'database' must not contain`],
+    [{ collection: "system.users" }, RangeError, `'collection' must not contain $ or start with "system.": current`],
+    [{ logger: {} as never }, TypeError, "'logger' must have warn and error methods"],
+  ];
+  for (const [options, type, message] of cases) {
+    assert.throws(() => new MongoBackend(options), (error: Error) => {
+      assert.ok(error instanceof type, `${message}: got ${error}`);
+      assert.ok(error.message.includes(message), `${error.message} should include ${message}`);
+      return true;
+    });
+  }
+});
+
+Deno.test("MongoBackend() never mutates 'extra' and takes the database from the URI", () => {
+  const extra = Object.freeze({ appName: "tracking", auth: Object.freeze({ username: "u", password: "p" }) });
+  const mongo = new MongoBackend({ uri: "mongodb://127.0.0.1:1/from_uri?w=1", user: "me", password: "pw", extra });
+  assert.deepEqual(extra, { appName: "tracking", auth: { username: "u", password: "p" } });
+  assert.equal(mongo.database, "from_uri");
+  assert.equal(new MongoBackend({ host: "localhost" }).database, "eventtracking");
+});
+
+Deno.test("MongoBackend() warns when 'extra' makes writes unacknowledged", () => {
+  const logger = new RecordingLogger();
+  new MongoBackend({ extra: { w: 0 }, logger });
+  assert.match(logger.warnings[0], /unacknowledged \(w: 0\)/);
+});
+
+Deno.test("eventObjectId() is deterministic, keeps the second of a UUIDv7 and separates distinct ids", () => {
+  const events = makeEvents(20_000);
+  const ids = new Set(events.map((event) => eventObjectId(event.id).toHexString()));
+  assert.equal(ids.size, events.length);
+  const first = events[0];
+  assert.equal(eventObjectId(first.id).toHexString(), eventObjectId(first.id).toHexString());
+  assert.equal(
+    eventObjectId(first.id).getTimestamp().getTime(),
+    Math.floor(Date.parse(first.timestamp) / 1000) * 1000,
+  );
+  // Not a UUIDv7: the first 12 bytes of its SHA-256.
+  assert.equal(eventObjectId("abc").toHexString(), "ba7816bf8f01cfea414140de");
+});
+
+Deno.test("MongoBackend.send() stores each event as its memory twin with a BSON Date timestamp", async () => {
+  // The reference's test_mongodb_integration.py test_sequential_events.
+  await withDatabase(async (database, inspect) => {
+    const mongo = backend(database);
+    const mem = new InMemoryBackend();
+    const tracker = new Tracker({ backends: { mongo, mem } });
+    for (let i = 0; i < 10; i++) {
+      tracker.emit("org.test.user.login", {
+        username: "test_user",
+        user_id: 10,
+        email: "test@example.com",
+        sequence: i,
+        current_time: new Date().toISOString(),
+      });
+    }
+    await tracker.close();
+    const docs = await inspect.db(database).collection("events").find().sort({ "data.sequence": 1 }).toArray();
+    assert.equal(docs.length, 10);
+    docs.forEach((doc, i) => {
+      const event = mem.events[i];
+      assert.ok(doc.timestamp instanceof Date);
+      assert.deepEqual(doc, {
+        _id: eventObjectId(event.id),
+        id: event.id,
+        name: event.name,
+        timestamp: new Date(event.timestamp),
+        context: event.context,
+        data: event.data,
+      });
+      assert.equal("_id" in event, false);
+    });
+  });
+});
+
+/** A client that records the commands it sends. */
+function monitoredClient(): { client: MongoClient; commands: Document[] } {
+  const client = new MongoClient(server.uri, { monitorCommands: true });
+  const commands: Document[] = [];
+  client.on("commandStarted", (started) => commands.push(started.command));
+  return { client, commands };
+}
+
+Deno.test("MongoBackend.send() batches writes into unordered insertMany calls of batchSize events", async () => {
+  await withDatabase(async (database) => {
+    const { client, commands } = monitoredClient();
+    const mongo = new MongoBackend({ client, database, batchSize: 5, flushIntervalMs: 60_000 });
+    const sent = makeEvents(12).map((event) => mongo.send(event));
+    await sent[9]; // the second full batch is written without waiting for a flush
+    await mongo.close();
+    await Promise.all(sent);
+    const inserts = commands.filter((command) => command.insert === "events");
+    assert.deepEqual(inserts.map((command) => command.documents.length), [5, 5, 2]);
+    assert.ok(inserts.every((command) => command.ordered === false));
+    await client.close();
+  });
+});
+
+Deno.test("MongoBackend.send() writes a partial batch flushIntervalMs after its first event", async () => {
+  await withDatabase(async (database, inspect) => {
+    const mongo = backend(database, { batchSize: 1000, flushIntervalMs: 20 });
+    await mongo.send(makeEvents(1)[0]);
+    assert.equal(await inspect.db(database).collection("events").countDocuments(), 1);
+    await mongo.close();
+  });
+});
+
+Deno.test("MongoBackend.send() never creates a second document when an event is redelivered", async () => {
+  await withDatabase(async (database, inspect) => {
+    const [event, other] = makeEvents(2);
+    const first = backend(database);
+    // Twice in one batch, then in a later batch.
+    await Promise.all([first.send(event), first.send(other), first.send(event)]);
+    await first.send(event);
+    const metrics: MetricsSnapshot = {};
+    first.collectMetrics("mongo", metrics);
+    assert.equal(metrics.mongo.delivered, 4);
+    assert.equal(metrics.mongo.failed, 0);
+    await first.close();
+    // A new process redelivering it (e.g. from a dead-letter file).
+    const second = backend(database);
+    await second.send(event);
+    await second.close();
+    const collection = inspect.db(database).collection("events");
+    assert.equal(await collection.countDocuments({ id: event.id }), 1);
+    assert.equal(await collection.countDocuments(), 2);
+  });
+});
+
+Deno.test("MongoBackend creates the indexes on name and timestamp (descending) once", async () => {
+  await withDatabase(async (database, inspect) => {
+    const { client, commands } = monitoredClient();
+    const mongo = new MongoBackend({ client, database, batchSize: 2 });
+    await Promise.all(makeEvents(6).map((event) => mongo.send(event)));
+    await mongo.close();
+    assert.equal(commands.filter((command) => command.createIndexes === "events").length, 1);
+    const indexes = await inspect.db(database).collection("events").listIndexes().toArray();
+    const keys = Object.fromEntries(indexes.map((index) => [index.name, index.key]));
+    assert.deepEqual(keys["name_1"], { name: 1 });
+    assert.deepEqual(keys["timestamp_-1"], { timestamp: -1 });
+    await client.close();
+  });
+});
+
+Deno.test("MongoBackend logs an index-creation failure and still writes the events", async () => {
+  await withDatabase(async (database, inspect) => {
+    const client = new MongoClient(server.uri);
+    // The server refuses createIndexes (as a user without the createIndex privilege would see).
+    const db = client.db.bind(client);
+    client.db = ((name: string) => {
+      const handle = db(name);
+      const collection = handle.collection.bind(handle);
+      handle.collection = ((collectionName: string) =>
+        Object.assign(collection(collectionName), {
+          createIndexes: () => Promise.reject(new MongoServerError({ message: "not authorized", code: 13 })),
+        })) as typeof handle.collection;
+      return handle;
+    }) as typeof client.db;
+    const logger = new RecordingLogger();
+    const mongo = new MongoBackend({ client, database, logger });
+    await mongo.send(makeEvents(1)[0]);
+    await mongo.close();
+    assert.equal(await inspect.db(database).collection("events").countDocuments(), 1);
+    assert.equal(logger.errors.length, 1);
+    assert.match(logger.errors[0].message, /could not create the indexes .*events are still written/);
+    await client.close();
+  });
+});
+
+Deno.test({
+  name: "MongoBackend logs a conflicting index definition and still writes the events",
+  ignore: skipUnlessRealMongod("congodb accepts a second index of the same name with other keys"),
+  fn: async () => {
+    await withDatabase(async (database, inspect) => {
+      await inspect.db(database).collection("events").createIndex({ timestamp: 1 }, { name: "timestamp_-1" });
+      const logger = new RecordingLogger();
+      const mongo = backend(database, { logger });
+      await mongo.send(makeEvents(1)[0]);
+      await mongo.close();
+      assert.equal(await inspect.db(database).collection("events").countDocuments(), 1);
+      assert.equal(logger.errors.length, 1);
+    });
+  },
+});
+
+Deno.test("MongoBackend.send() rejects once its retries are exhausted, and an unawaited rejection is safe", async () => {
+  const logger = new RecordingLogger();
+  const mongo = new MongoBackend({
+    uri: `mongodb://127.0.0.1:${freePort()}/?directConnection=true`,
+    extra: { serverSelectionTimeoutMS: 50 },
+    maxRetries: 2,
+    retryDelayMs: 1,
+    logger,
+  });
+  const [awaited, ignored] = makeEvents(2);
+  const result = mongo.send(awaited);
+  mongo.send(ignored); // nobody awaits this one: it must not become an unhandled rejection
+  await assert.rejects(result, (error: Error) => {
+    assert.match(error.message, /Cannot write 2 event\(s\) to MongoDB .*still failing after 2 retries/);
+    assert.equal((error.cause as Error).name, "MongoServerSelectionError");
+    return true;
+  });
+  await mongo.close();
+  const metrics: MetricsSnapshot = {};
+  mongo.collectMetrics("mongo", metrics);
+  assert.deepEqual(metrics.mongo, {
+    received: 2,
+    passed: 0,
+    dropped: 0,
+    delivered: 0,
+    failed: 2,
+    processorErrors: 0,
+    retried: 4,
+    deadLettered: 0,
+    queueDepth: 0,
+  });
+  assert.equal(logger.errors.length, 1);
+});
+
+Deno.test("MongoBackend.send() fails only the event MongoDB cannot store, without retrying it", async () => {
+  await withDatabase(async (database, inspect) => {
+    const [good] = makeEvents(1);
+    const data: Record<string, unknown> = {};
+    data.self = data; // BSON cannot encode a cycle
+    const bad: TrackingEvent = { ...makeEvents(1)[0], data };
+    const mongo = backend(database);
+    const results = await Promise.allSettled([mongo.send(good), mongo.send(bad)]);
+    await mongo.close();
+    assert.equal(results[0].status, "fulfilled");
+    assert.equal(results[1].status, "rejected");
+    assert.match(String((results[1] as PromiseRejectedResult).reason), /circular/i);
+    const metrics: MetricsSnapshot = {};
+    mongo.collectMetrics("mongo", metrics);
+    assert.deepEqual([metrics.mongo.delivered, metrics.mongo.failed, metrics.mongo.retried], [1, 1, 0]);
+    assert.equal(await inspect.db(database).collection("events").countDocuments(), 1);
+  });
+});
+
+Deno.test("MongoBackend.send() rejects an event without an id, a full queue and a closed backend", async () => {
+  await withDatabase(async (database, inspect) => {
+    const mongo = backend(database, { batchSize: 10, flushIntervalMs: 60_000, maxQueueSize: 2 });
+    const [a, b, c] = makeEvents(3);
+    await assert.rejects(mongo.send({ ...a, id: "" }), TypeError);
+    const accepted = [mongo.send(a), mongo.send(b)];
+    await assert.rejects(mongo.send(c), /queue is full: capacity is 2 events/);
+    await mongo.close();
+    await Promise.all(accepted);
+    await assert.rejects(mongo.send(c), /as it is closed/);
+    assert.equal(await inspect.db(database).collection("events").countDocuments(), 2);
+  });
+});
+
+Deno.test("MongoBackend.collectMetrics() counts received, delivered and queued events", async () => {
+  await withDatabase(async (database) => {
+    const mongo = backend(database, { flushIntervalMs: 200 });
+    const tracker = new Tracker({ backends: { mongo } });
+    for (const name of ["a", "b", "c"]) tracker.emit(name);
+    assert.equal(tracker.metrics()["root/mongo"].queueDepth, 3);
+    assert.equal(tracker.metrics()["root/mongo"].received, 3);
+    await tracker.flush();
+    const after = tracker.metrics()["root/mongo"];
+    assert.deepEqual([after.received, after.delivered, after.failed, after.queueDepth], [3, 3, 0, 0]);
+    await tracker.close();
+  });
+});
+
+Deno.test("MongoBackend.close() leaves an injected client open", async () => {
+  await withDatabase(async (database) => {
+    const client = new MongoClient(server.uri);
+    const mongo = new MongoBackend({ client, database });
+    await mongo.send(makeEvents(1)[0]);
+    await mongo.close();
+    await mongo.close(); // a second close is a no-op
+    assert.equal(await client.db(database).collection("events").countDocuments(), 1);
+    await client.close();
+  });
+});
+
+Deno.test({
+  // Always on a congodb of its own (even with MONGODB_URI set): the test must stop and restart the server.
+  name: "MongoBackend delivers every event exactly once when the server restarts mid-stream",
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "mongo_fault_" });
+    const own = await startMongoServer({ persistPath: `${dir}/db.json`, forceCongo: true });
+    const inspect = new MongoClient(own.uri);
+    try {
+      const mongo = new MongoBackend({
+        uri: own.uri,
+        database: "fault",
+        batchSize: 20,
+        flushIntervalMs: 5,
+        maxRetries: 30,
+        retryDelayMs: 50,
+        extra: { serverSelectionTimeoutMS: 1_000 },
+        logger: new RecordingLogger(),
+      });
+      const events = makeEvents(600);
+      const sent: Promise<void>[] = [];
+      let restart: Promise<void> | undefined;
+      for (let i = 0; i < events.length; i++) {
+        sent.push(mongo.send(events[i]));
+        if (i === 200) restart = own.restart(300);
+        if (i % 20 === 19) await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await restart;
+      const results = await Promise.allSettled(sent);
+      const rejected = results.filter((result) => result.status === "rejected");
+      assert.deepEqual(rejected, []);
+      await mongo.close();
+      const metrics: MetricsSnapshot = {};
+      mongo.collectMetrics("mongo", metrics);
+      assert.equal(metrics.mongo.delivered, 600);
+      assert.ok(metrics.mongo.retried > 0, "the restart should have made some batches retry");
+      const collection = inspect.db("fault").collection("events");
+      assert.equal(await collection.countDocuments(), 600);
+      const repeated = await collection.aggregate([
+        { $group: { _id: "$id", n: { $sum: 1 } } },
+        { $match: { n: { $gt: 1 } } },
+      ]).toArray();
+      assert.deepEqual(repeated, []);
+      const stored = new Set((await collection.find({}, { projection: { id: 1 } }).toArray()).map((doc) => doc.id));
+      assert.deepEqual(stored, new Set(events.map((event) => event.id)));
+    } finally {
+      await inspect.close();
+      await own.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("createTracker() builds MongoBackend from the reference's ENGINE and snake_case options", async () => {
+  await withDatabase(async (database, inspect) => {
+    const tracker = createTracker({
+      backends: {
+        mongo: {
+          ENGINE: "eventtracking.backends.mongodb.MongoBackend",
+          OPTIONS: { uri: server.uri, database, collection: "tracking", batch_size: 10, flush_interval_ms: 5 },
+        },
+      },
+    }, { logger: new RecordingLogger() });
+    assert.ok(tracker.getBackend("mongo") instanceof MongoBackend);
+    for (let i = 0; i < 25; i++) tracker.emit("config.test", { i });
+    await tracker.close();
+    assert.equal(await inspect.db(database).collection("tracking").countDocuments({}), 25);
+  });
+  assert.throws(
+    () => createTracker({ backends: { m: { ENGINE: "mongo", OPTIONS: { hots: "x" } } } }),
+    /^ImproperlyConfigured: backends\.m\.OPTIONS: unknown option "hots" for ENGINE "mongo"/,
+  );
+});
