@@ -55,9 +55,17 @@ export { InProcessBus } from "./src/transports/in_process_bus.ts";
 export { LoggerBackend, type LoggerBackendOptions, type LogLevel, MAX_EVENT_SIZE } from "./src/backends/logger.ts";
 export { type NameAllowlistOptions, NameAllowlistProcessor } from "./src/processors/name_allowlist.ts";
 export {
+  type FilterType,
+  RegexFilter,
+  type RegexFilterOptions,
+  useRegexWasmModule,
+} from "./src/processors/regex_filter.ts";
+export {
+  type BranchInfo,
   checkOptions,
   createTracker,
   type CreateTrackerOptions,
+  type DeliveryHooks,
   type EngineContext,
   type EngineFactory,
   type EngineSpec,

@@ -13,7 +13,9 @@ import { InMemoryBackend } from "./backends/memory.ts";
 import { consoleLogger, type DiagnosticLogger, typeName } from "./diagnostics.ts";
 import { ImproperlyConfigured } from "./errors.ts";
 import type { Processor } from "./processor.ts";
+import type { BusTransport, QueueTransport } from "./transports/transport.ts";
 import { NameAllowlistProcessor } from "./processors/name_allowlist.ts";
+import { RegexFilter } from "./processors/regex_filter.ts";
 import { RoutingBackend } from "./routing.ts";
 import { Tracker } from "./tracker.ts";
 
@@ -33,8 +35,33 @@ export interface TrackerConfig {
   processors?: EngineSpec[];
 }
 
+/** A branch that needs a transport or a dead-letter sink: where it is, and its name. */
+export interface BranchInfo {
+  /** Its place in the configuration, e.g. `backends.caliper`: stable across processes and isolates. */
+  path: string;
+  /** Its `backendName` (by default the last segment of its path). */
+  backendName: string;
+}
+
+/**
+ * How a runtime provides the delivery parts of a tree built from JSON, so the
+ * same configuration runs in-process (the defaults) or on Cloudflare Queues
+ * and a Durable Object.
+ */
+export interface DeliveryHooks {
+  /** Makes the queue of each `async_routing` branch. @default an in-process queue of `queue_size` */
+  queueTransport?: (branch: BranchInfo & { queueSize?: number }) => QueueTransport;
+  /**
+   * Makes the bus of each `event_bus` branch. Branches on a provided bus only
+   * publish unless their `consume` option says otherwise. @default an in-process bus
+   */
+  busTransport?: (branch: BranchInfo) => BusTransport;
+  /** Makes the default dead-letter sink of each `async_routing` branch. @default a JSONL file under `<dataDir>/dead-letters` */
+  deadLetterSink?: (branch: BranchInfo) => Backend;
+}
+
 /** What an engine factory receives besides its options. */
-export interface EngineContext {
+export interface EngineContext extends DeliveryHooks {
   /** Where the spec is in the configuration, e.g. `backends.queue`: stable across processes. */
   path: string;
   /** The tracker's diagnostics logger. */
@@ -47,7 +74,7 @@ export interface EngineContext {
 export type EngineFactory = (options: Record<string, unknown>, context: EngineContext) => Backend | Processor;
 
 /** Options of {@linkcode createTracker}. */
-export interface CreateTrackerOptions {
+export interface CreateTrackerOptions extends DeliveryHooks {
   /** Passed to the tracker and to every engine. @default consoleLogger */
   logger?: DiagnosticLogger;
   /** Where engines keep files by default. @default "data" */
@@ -246,7 +273,13 @@ export function createTracker(config: TrackerConfig, options: CreateTrackerOptio
       throw new ImproperlyConfigured(`unknown key "${key}" (expected "backends" and "processors")`, key);
     }
   }
-  const env: Env = { logger: options.logger ?? consoleLogger, dataDir: options.dataDir ?? "data" };
+  const env: Env = {
+    logger: options.logger ?? consoleLogger,
+    dataDir: options.dataDir ?? "data",
+    queueTransport: options.queueTransport,
+    busTransport: options.busTransport,
+    deadLetterSink: options.deadLetterSink,
+  };
   return new Tracker({
     backends: backendsOption(build(config.backends, "backends", env), "backends"),
     processors: processorsOption(build(config.processors, "processors", env), "processors"),
@@ -285,50 +318,55 @@ function lastSegment(path: string): string {
   return path.slice(path.lastIndexOf(".") + 1).replace(/\[\d+\]$/, "");
 }
 
-alias(
-  ["async_routing", "eventtracking.backends.async_routing.AsyncRoutingBackend"],
-  (options, { path, logger, dataDir }) => {
-    const engine = "async_routing";
-    checkOptions(options, [
-      "backends",
-      "processors",
-      "backendName",
-      "maxAttempts",
-      "backoff",
-      "deadLetter",
-      "queueSize",
-      "overflow",
-      "reportIntervalMs",
-    ], { path, engine });
-    let backoff = options.backoff as Record<string, unknown> | undefined;
-    if (backoff !== undefined) {
-      if (!isPlainObject(backoff)) {
-        throw new ImproperlyConfigured(
-          `must be an object with initialMs and maxMs, got ${typeName(backoff)}`,
-          `${path}.OPTIONS.backoff`,
-        );
-      }
-      backoff = Object.fromEntries(Object.entries(backoff).map(([key, value]) => [camelCase(key), value]));
-      checkOptions(backoff, ["initialMs", "maxMs"], { path: `${path}.OPTIONS.backoff`, engine });
+alias(["async_routing", "eventtracking.backends.async_routing.AsyncRoutingBackend"], (options, context) => {
+  const { path, logger, dataDir } = context;
+  const engine = "async_routing";
+  const { queueSize, backoff, deadLetter, backendName, ...rest } = checkOptions(options, [
+    "backends",
+    "processors",
+    "backendName",
+    "maxAttempts",
+    "backoff",
+    "deadLetter",
+    "queueSize",
+    "overflow",
+    "reportIntervalMs",
+  ], { path, engine });
+  let backoffOptions = backoff as Record<string, unknown> | undefined;
+  if (backoffOptions !== undefined) {
+    if (!isPlainObject(backoffOptions)) {
+      throw new ImproperlyConfigured(
+        `must be an object with initialMs and maxMs, got ${typeName(backoffOptions)}`,
+        `${path}.OPTIONS.backoff`,
+      );
     }
-    if (options.deadLetter !== undefined) backendsOption({ deadLetter: options.deadLetter }, `${path}.OPTIONS`);
-    return new AsyncRoutingBackend({
-      ...options,
-      backendName: (options.backendName as string | undefined) || lastSegment(path),
-      backends: backendsOption(options.backends, `${path}.OPTIONS.backends`),
-      processors: processorsOption(options.processors, `${path}.OPTIONS.processors`),
-      backoff,
-      deadLetterDir: `${dataDir}/dead-letters`,
-      logger,
-    });
-  },
-);
+    backoffOptions = Object.fromEntries(Object.entries(backoffOptions).map(([key, value]) => [camelCase(key), value]));
+    checkOptions(backoffOptions, ["initialMs", "maxMs"], { path: `${path}.OPTIONS.backoff`, engine });
+  }
+  const branch = { path, backendName: (backendName as string | undefined) || lastSegment(path) };
+  const transport = context.queueTransport?.({ ...branch, queueSize: queueSize as number | undefined });
+  return new AsyncRoutingBackend({
+    ...rest,
+    backendName: branch.backendName,
+    backends: backendsOption(rest.backends, `${path}.OPTIONS.backends`),
+    processors: processorsOption(rest.processors, `${path}.OPTIONS.processors`),
+    backoff: backoffOptions,
+    deadLetter: deadLetter !== undefined
+      ? backendsOption({ deadLetter }, `${path}.OPTIONS`).deadLetter
+      : context.deadLetterSink?.(branch),
+    deadLetterDir: `${dataDir}/dead-letters`,
+    transport,
+    queueSize: transport === undefined ? queueSize as number | undefined : undefined,
+    logger,
+  });
+});
 
 alias([
   "event_bus",
   "eventtracking.backends.event_bus.EventBusRoutingBackend",
   "eventtracking.backends.event_bus.EventBusBackend",
-], (options, { path, logger }) => {
+], (options, context) => {
+  const { path, logger } = context;
   const { SEND_TRACKING_EVENT_EMITTED_SIGNAL, EVENT_BUS_TRACKING_LOGS, ...rest } = options;
   checkOptions(rest, ["backends", "processors", "backendName", "enabled", "eventBusTrackingLogs", "consume"], {
     path,
@@ -344,13 +382,23 @@ alias([
       throw new ImproperlyConfigured(`"${reference}" and "${ours}" are the same option: give one`, `${path}.OPTIONS`);
     }
   }
+  const backendName = (rest.backendName as string | undefined) || lastSegment(path);
+  const transport = context.busTransport?.({ path, backendName });
+  const consume = (rest.consume as boolean | undefined) ?? transport === undefined;
+  if (!consume && (rest.backends !== undefined || rest.processors !== undefined)) {
+    logger.warn(
+      `${path}: this event bus is consumed elsewhere (consume: false); its backends and processors run only where it is consumed`,
+    );
+  }
   return new EventBusBackend({
     ...rest,
     enabled: (SEND_TRACKING_EVENT_EMITTED_SIGNAL ?? rest.enabled) as boolean | undefined,
     eventBusTrackingLogs: (EVENT_BUS_TRACKING_LOGS ?? rest.eventBusTrackingLogs) as string[] | undefined,
-    backendName: (rest.backendName as string | undefined) || lastSegment(path),
+    backendName,
     backends: backendsOption(rest.backends, `${path}.OPTIONS.backends`),
     processors: processorsOption(rest.processors, `${path}.OPTIONS.processors`),
+    transport,
+    consume,
     logger,
   });
 });
@@ -413,3 +461,8 @@ export function processorsOption(value: unknown, path: string): Processor[] {
   });
   return value as Processor[];
 }
+
+alias(["regex_filter", "eventtracking.processors.regex_filter.RegexFilter"], (options, { path }) => {
+  checkOptions(options, ["filterType", "regularExpressions", "cacheSize"], { path, engine: "regex_filter" });
+  return new RegexFilter(options);
+});

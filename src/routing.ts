@@ -8,7 +8,7 @@
 
 import type { Backend } from "./backend.ts";
 import { ProcessorChain } from "./_processor_chain.ts";
-import { consoleLogger, type DiagnosticLogger, typeName } from "./diagnostics.ts";
+import { consoleLogger, type DiagnosticLogger } from "./diagnostics.ts";
 import type { TrackingEvent } from "./event.ts";
 import { type BackendMetrics, emptyMetrics, type MetricsSnapshot } from "./metrics.ts";
 import { type Route, Routes } from "./_routes.ts";

@@ -1,9 +1,13 @@
 import assert from "node:assert/strict";
 import {
+  type AsyncRoutingBackend,
   type Backend,
   createTracker,
+  type EventBusBackend,
   ImproperlyConfigured,
   InMemoryBackend,
+  InProcessBus,
+  InProcessQueue,
   LoggerBackend,
   NameAllowlistProcessor,
   registerEngine,
@@ -251,5 +255,57 @@ Deno.test("createTracker() explains where the mongo ENGINE lives when its module
   assert.match(
     new TextDecoder().decode(output.stdout),
     /^backends\.m: the MongoDB backend lives in "@edx\/event-tracking\/mongo".*import that module before createTracker\(\)/,
+  );
+});
+
+Deno.test("createTracker() delivery hooks supply each branch's queue, bus and dead-letter sink", async () => {
+  const branches: string[] = [];
+  const queue = new InProcessQueue({ capacity: 7 });
+  const bus = new InProcessBus();
+  const deadLetter = new InMemoryBackend();
+  const logger = new RecordingLogger();
+  const tracker = createTracker({
+    backends: {
+      caliper: { ENGINE: "async_routing", OPTIONS: { queue_size: 7, backends: { m: { ENGINE: "memory" } } } },
+      xapi: { ENGINE: "event_bus", OPTIONS: { event_bus_tracking_logs: ["a"], backends: { m: { ENGINE: "memory" } } } },
+    },
+  }, {
+    logger,
+    queueTransport: ({ path, backendName, queueSize }) => (branches.push(`${path} ${backendName} ${queueSize}`), queue),
+    busTransport: ({ backendName }) => (branches.push(`bus ${backendName}`), bus),
+    deadLetterSink: ({ backendName }) => (branches.push(`dead letters ${backendName}`), deadLetter),
+  });
+  assert.deepEqual(branches, ["backends.caliper caliper 7", "dead letters caliper", "bus xapi"]);
+  const caliper = tracker.getBackend("caliper") as AsyncRoutingBackend;
+  assert.equal(caliper.transport, queue);
+  assert.equal(caliper.deadLetter, deadLetter);
+  const xapi = tracker.getBackend("xapi") as EventBusBackend;
+  assert.equal(xapi.transport, bus);
+  assert.match(logger.warnings[0], /^backends\.xapi: this event bus is consumed elsewhere \(consume: false\)/);
+  await tracker.close();
+});
+
+Deno.test("createTracker() builds regex_filter from the reference's ENGINE and snake_case options", async () => {
+  const sink = new InMemoryBackend();
+  registerEngine("test.Capture", () => sink);
+  const tracker = createTracker({
+    processors: [{
+      ENGINE: "eventtracking.processors.regex_filter.RegexFilter",
+      OPTIONS: { filter_type: "allowlist", regular_expressions: ["edx\\.course\\.enrollment\\.", "problem_check$"] },
+    }],
+    backends: { sink: { ENGINE: "test.Capture" } },
+  });
+  for (const name of ["edx.course.enrollment.activated", "problem_check", "problem_checkX", "edx.ui.click"]) {
+    tracker.emit(name);
+  }
+  await tracker.close();
+  assert.deepEqual(sink.events.map((e) => e.name), ["edx.course.enrollment.activated", "problem_check"]);
+  configError(
+    () => createTracker({ processors: [{ ENGINE: "regex_filter", OPTIONS: { regular_expressions: "edx" } }] }),
+    /^processors\[0\]: .*/,
+  );
+  configError(
+    () => createTracker({ processors: [{ ENGINE: "regex_filter", OPTIONS: { regular_expressions: ["("] } }] }),
+    /^processors\[0\]: .*"\("/,
   );
 });

@@ -1,0 +1,518 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { ImproperlyConfigured } from "../../src/errors.ts";
+import type { TrackingEvent } from "../../src/event.ts";
+import { DROP } from "../../src/processor.ts";
+import { RegexFilter, useRegexWasmModule } from "../../src/processors/regex_filter.ts";
+
+interface Corpus {
+  match: { pattern: string; name: string; match: boolean }[];
+  filter: {
+    filter_type: "allowlist" | "blocklist";
+    regular_expressions: string[];
+    name: string;
+    passes: boolean;
+  }[];
+  invalid: { pattern: string; python: "invalid" }[];
+}
+
+const corpus: Corpus = JSON.parse(
+  readFileSync(new URL("../fixtures/regex-filter.json", import.meta.url), "utf8"),
+);
+
+/** Patterns of the corpus that Python accepts but that need backtracking. */
+const NEEDS_BACKTRACKING: Record<string, RegExp> = {
+  "(?<=e)dx": /lookbehind/,
+  "edx\\.(?!video)": /negative lookahead/,
+  "(?>edx)\\.course": /atomic group/,
+  "edx++": /possessive quantifier/,
+};
+/** The same, among the patterns that only the filter decisions use. */
+const FILTER_NEEDS_BACKTRACKING = ["(edx)\\.\\1", ...Object.keys(NEEDS_BACKTRACKING)];
+
+function event(name: unknown): TrackingEvent {
+  return { id: "1", name, timestamp: "", context: {}, data: {} } as TrackingEvent;
+}
+
+function passes(filter: RegexFilter, name: string): boolean {
+  return filter.process(event(name)) === undefined;
+}
+
+Deno.test("RegexFilter.matches() agrees with CPython on the whole conformance corpus", () => {
+  const byPattern = new Map<string, Corpus["match"]>();
+  for (const c of corpus.match) {
+    byPattern.set(c.pattern, [...(byPattern.get(c.pattern) ?? []), c]);
+  }
+  const rejected: string[] = [];
+  let checked = 0;
+  for (const [pattern, cases] of byPattern) {
+    const reason = NEEDS_BACKTRACKING[pattern];
+    if (reason) {
+      assert.throws(
+        () => new RegexFilter({ regularExpressions: [pattern] }),
+        (err: Error) =>
+          err instanceof ImproperlyConfigured && err.message.includes(JSON.stringify(pattern)) &&
+          /backtracking/.test(err.message) && reason.test(err.message),
+      );
+      rejected.push(pattern);
+      continue;
+    }
+    const filter = new RegexFilter({ regularExpressions: [pattern] });
+    for (const c of cases) {
+      assert.equal(filter.matches(c.name), c.match, `${pattern} on ${JSON.stringify(c.name)}`);
+      // Twice: the second answer may come from the decision cache.
+      assert.equal(filter.matches(c.name), c.match, `${pattern} on ${JSON.stringify(c.name)}`);
+      checked++;
+    }
+  }
+  assert.deepEqual(rejected.sort(), Object.keys(NEEDS_BACKTRACKING).sort());
+  assert.ok(checked > 4500);
+});
+
+Deno.test("RegexFilter.process() reproduces every filter decision of the corpus", () => {
+  const filters = new Map<string, RegexFilter | null>();
+  let checked = 0;
+  for (const c of corpus.filter) {
+    const key = JSON.stringify([c.filter_type, c.regular_expressions]);
+    let filter = filters.get(key);
+    if (filter === undefined) {
+      const options = { filter_type: c.filter_type, regular_expressions: c.regular_expressions };
+      if (c.regular_expressions.some((p) => FILTER_NEEDS_BACKTRACKING.includes(p))) {
+        assert.throws(() => new RegexFilter(options), /needs backtracking/);
+        filter = null;
+      } else {
+        filter = new RegexFilter(options);
+      }
+      filters.set(key, filter);
+    }
+    if (filter === null) continue;
+    assert.equal(passes(filter, c.name), c.passes, `${key} on ${JSON.stringify(c.name)}`);
+    checked++;
+  }
+  assert.ok(checked > 5000);
+});
+
+Deno.test("RegexFilter rejects the patterns CPython rejects, naming each one", () => {
+  const patterns = corpus.invalid.map((c) => c.pattern);
+  assert.throws(
+    () => new RegexFilter({ regularExpressions: ["edx\\.", ...patterns] }),
+    (err: Error) => {
+      assert.ok(err instanceof ImproperlyConfigured);
+      for (const p of patterns) {
+        assert.ok(
+          err.message.includes(`${JSON.stringify(p)} is not a valid Python regular expression`),
+          err.message,
+        );
+      }
+      assert.ok(!err.message.includes('"edx\\\\."'));
+      return true;
+    },
+  );
+});
+
+// §10.14 test_with_invalid_configurations
+Deno.test("RegexFilter rejects an unknown filter type and an invalid pattern", () => {
+  assert.throws(
+    () => new RegexFilter({ filterType: "INVALID_TYPE" as "allowlist", regularExpressions: [] }),
+    ImproperlyConfigured,
+  );
+  assert.throws(
+    () => new RegexFilter({ filterType: "allowlist", regularExpressions: ["***"] }),
+    ImproperlyConfigured,
+  );
+  // As in the reference, a bad pattern is reported before a bad filter type.
+  assert.throws(
+    () => new RegexFilter({ filter_type: "ALLOWLIST" as "allowlist", regular_expressions: ["("] }),
+    /not a valid Python regular expression/,
+  );
+});
+
+// §10.14 test_with_multiple_regex, sample event name 'sentinel.name'
+Deno.test("RegexFilter.process() passes or drops 'sentinel.name' as the reference does", () => {
+  const cases: ["allowlist" | "blocklist", string[], boolean][] = [
+    ["allowlist", ["sentinel.name", "any"], true],
+    ["allowlist", ["not_matching", "NOT_MATCHING"], false],
+    ["allowlist", [""], true],
+    ["allowlist", [], false],
+    ["blocklist", ["sentinel.name", "any"], false],
+    ["blocklist", ["not_matching", "NOT_MATCHING"], true],
+    ["blocklist", [""], false],
+    ["blocklist", [], true],
+  ];
+  for (const [filterType, regularExpressions, pass] of cases) {
+    const filter = new RegexFilter({ filterType, regularExpressions });
+    const result = filter.process(event("sentinel.name"));
+    assert.equal(result, pass ? undefined : DROP, `${filterType} ${JSON.stringify(regularExpressions)}`);
+  }
+});
+
+Deno.test("RegexFilter.matches() matches at the start of the name only (re.match)", () => {
+  const filter = new RegexFilter({ regularExpressions: ["edx.course"] });
+  assert.equal(filter.matches("edx.course.enrollment.activated"), true);
+  assert.equal(filter.matches("edxXcourse"), true);
+  assert.equal(filter.matches("org.edx.course"), false);
+  assert.equal(filter.matches("EDX.course"), false);
+  assert.equal(new RegexFilter({ regularExpressions: ["course"] }).matches("edx.course"), false);
+  const exact = new RegexFilter({ regularExpressions: ["edx.course$"] });
+  assert.equal(exact.matches("edx.course"), true);
+  assert.equal(exact.matches("edx.course.x"), false);
+});
+
+// Answers generated with CPython 3.11's re.match for syntax the corpus does not cover.
+const PYTHON_ANSWERS: [pattern: string, name: string, match: boolean][] = [
+  ["edx.course$", "edx.course", true],
+  ["edx.course$", "edx.course\n", true],
+  ["edx.course$", "edx.course\n\n", false],
+  ["edx.course$", "edx.course.x", false],
+  ["edx\\Z", "edx", true],
+  ["edx\\Z", "edx\n", false],
+  ["(?m)edx$", "edx\nmore", true],
+  ["(?m)edx$", "edx", true],
+  ["(?m)edx$", "edxy", false],
+  ["a{,2}b", "b", true],
+  ["a{,2}b", "aab", true],
+  ["a{,2}b", "aaab", false],
+  ["a{,}b", "aaaab", true],
+  ["a{,}b", "b", true],
+  ["x{}", "x{}", true],
+  ["x{}", "x", false],
+  ["x{a}", "x{a}", true],
+  ["x{a}", "x", false],
+  ["a{2,3}$", "aa", true],
+  ["a{2,3}$", "aaaa", false],
+  ["\\u00e9dx", "\u00e9dx", true],
+  ["\\u00e9dx", "edx", false],
+  ["\\U0001F600", "\ud83d\ude00x", true],
+  ["\\U0001F600", "x", false],
+  ["\\x41\\101\\0", "AA\u0000", true],
+  ["\\x41\\101\\0", "AA", false],
+  ["[[]x", "[x", true],
+  ["[[]x", "x", false],
+  ["[[:alpha:]]", "a]", true],
+  ["[[:alpha:]]", ":]", true],
+  ["[[:alpha:]]", "a", false],
+  ["[[:alpha:]]", "b]", false],
+  ["(?P<name>a)b", "ab", true],
+  ["(?P<name>a)b", "b", false],
+  ["(?#comment)x", "x", true],
+  ["(?#comment)x", "(?#comment)x", false],
+  ["(?x) a b # c", "ab", true],
+  ["(?x) a b # c", "a b", false],
+  ["(?x)a[ ]b", "a b", true],
+  ["(?x)a[ ]b", "ab", false],
+  ["(?i)i", "I", true],
+  ["(?i)i", "\u0131", true],
+  ["(?i)i", "\u0130", true],
+  ["(?i)i", "j", false],
+  ["(?i)k", "K", true],
+  ["(?i)k", "\u212a", true],
+  ["(?i)k", "k", true],
+  ["(?i)s", "S", true],
+  ["(?i)s", "\u017f", true],
+  ["(?i)s", "\u00df", false],
+  ["(?i)[a-z]+$", "ABC", true],
+  ["(?i)[a-z]+$", "\u212a", true],
+  ["(?i)[a-z]+$", "\u017f", true],
+  ["(?i)[a-z]+$", "\u0130", true],
+  ["(?i)[a-z]+$", "\u00e9", false],
+  ["(?i)[^k]", "K", false],
+  ["(?i)[^k]", "\u212a", false],
+  ["(?i)[^k]", "x", true],
+  ["(?i)[\\w]", "\u212a", true],
+  ["(?i)[\\w]", "a", true],
+  ["(?i:a)B", "AB", true],
+  ["(?i:a)B", "Ab", false],
+  ["(?i:a)B", "aB", true],
+  ["(?a)\\w", "a", true],
+  ["(?a)\\w", "\u00e9", false],
+  ["(?a)\\w", "_", true],
+  ["(?a:\\w)\\w", "a\u00e9", true],
+  ["(?a:\\w)\\w", "\u00e9a", false],
+  ["(?ai)k", "\u212a", false],
+  ["(?ai)k", "K", true],
+  ["\\w", "\u00aa", true],
+  ["\\w", "\u00b2", true],
+  ["\\w", "\u0663", true],
+  ["\\w", "_", true],
+  ["\\w", "-", false],
+  ["\\w", "\u0345", false],
+  ["\\w", "\u2160", true],
+  ["\\w", "\u00b7", false],
+  ["\\d", "\u0663", true],
+  ["\\d", "\u00b2", false],
+  ["\\d", "7", true],
+  ["\\d", "a", false],
+  ["\\s", "\u001c", true],
+  ["\\s", "\u0085", true],
+  ["\\s", "\u00a0", true],
+  ["\\s", "\u200b", false],
+  ["\\s", " ", true],
+  ["(?s).x", "\nx", true],
+  ["(?s).x", "ax", true],
+  [".x", "\nx", false],
+  [".x", "ax", true],
+  [".x", "\ud800x", true],
+  ["[^a]", "\udc00", true],
+  ["[^a]", "a", false],
+  ["[^a]", "\ud83d\ude00", true],
+  ["edx\\b", "edx", true],
+  ["edx\\b", "edx.", true],
+  ["edx\\b", "edxa", false],
+  ["edx\\b", "edx \u00e9", true],
+  ["edx\\B", "edx", false],
+  ["edx\\B", "edxa", true],
+  ["edx\\B", "edx.", false],
+  ["\\bedx", "edx", true],
+  ["\\bedx", " edx", false],
+  ["\\B", "", false],
+  ["\\B", "a", false],
+  ["\\B", ".", true],
+  ["\\b", "", false],
+  ["\\b", "a", true],
+  ["\\b", ".", false],
+  ["a\\b\\.", "a.", true],
+  ["a\\b\\.", "ab", false],
+  ["edx\\.\\W", "edx.!", true],
+  ["edx\\.\\W", "edx.a", false],
+  ["^$", "", true],
+  ["^$", "\n", true],
+  ["^$", "a", false],
+  ["$", "", true],
+  ["$", "x", false],
+  ["(?:a|)$", "", true],
+  ["(?:a|)$", "a", true],
+  ["(?:a|)$", "a\n", true],
+  ["(?:a|)$", "b", false],
+  ["a|b$", "a", true],
+  ["a|b$", "b", true],
+  ["a|b$", "bb", false],
+  ["\\Aedx", "edx", true],
+  ["\\Aedx", "xedx", false],
+  ["x^", "x", false],
+  ["(?m)^x", "x", true],
+  ["(?m)^x", "\nx", false],
+  ["(?m)a\\n^b", "a\nb", true],
+  ["(?m)a\\n^b", "a\nc", false],
+  ["[]]", "]", true],
+  ["[^]]", "]", false],
+  ["[^]]", "a", true],
+  ["[a-]", "-", true],
+  ["[a-]", "a", true],
+  ["(a)(?:b)(c)?", "ab", true],
+  ["(a)(?:b)(c)?", "abc", true],
+  ["\u4e8b\u4ef6\\..*", "\u4e8b\u4ef6.\u540d\u79f0", true],
+  ["\u4e8b\u4ef6\\..*", "\u4e8b\u4ef6", false],
+  ["(?u)\u00e9", "\u00e9", true],
+  ["(?i)\u01c5", "\u01c4", true],
+  ["(?i)\u01c5", "\u01c6", true],
+  ["(?i)\u01c5", "\u01c5", true],
+  ["(?i)\u00b5", "\u03bc", true],
+  ["(?i)\u00b5", "\u039c", true],
+  ["(?i)\u00b5", "\u00b5", true],
+  ["(?t)a", "a", true],
+];
+const PYTHON_INVALID: string[] = [
+  "[\\d-z]",
+  "(a)\\2",
+  "(?L)a",
+  "(?au)a",
+  "a**",
+  "\\q",
+  "(?<=a+)b",
+  "(?P<1>a)",
+  "[z-a]",
+  "a)",
+  "(?i",
+  "\\",
+  "\\U00110000",
+  "\\400",
+  "a(?i)b",
+  "(?t)a*",
+];
+
+Deno.test("RegexFilter translates Python-only syntax so that answers agree with CPython", () => {
+  for (const [pattern, name, match] of PYTHON_ANSWERS) {
+    const filter = new RegexFilter({ regularExpressions: [pattern] });
+    assert.equal(filter.matches(name), match, `${pattern} on ${JSON.stringify(name)}`);
+  }
+});
+
+Deno.test("RegexFilter rejects every pattern CPython rejects", () => {
+  for (const pattern of PYTHON_INVALID) {
+    assert.throws(
+      () => new RegexFilter({ regularExpressions: [pattern] }),
+      (err: Error) =>
+        err instanceof ImproperlyConfigured &&
+        err.message.includes(`${JSON.stringify(pattern)} is not a valid Python regular expression`),
+      pattern,
+    );
+  }
+});
+
+Deno.test("RegexFilter refuses constructs that need backtracking and says why", () => {
+  const cases: [string, RegExp][] = [
+    ["edx(?=\\.)", /lookahead assertion, which needs backtracking/],
+    ["(?<!x)edx", /negative lookbehind assertion/],
+    ["(a)\\1", /backreference/],
+    ["(?P<n>a)(?P=n)", /backreference/],
+    ["(?>a+)b", /atomic group/],
+    ["a*+b", /possessive quantifier/],
+    ["a{1,3}+b", /possessive quantifier/],
+    ["(a)?(?(1)b|c)", /conditional group/],
+  ];
+  for (const [pattern, reason] of cases) {
+    assert.throws(
+      () => new RegexFilter({ regularExpressions: [pattern] }),
+      (err: Error) =>
+        err instanceof ImproperlyConfigured && reason.test(err.message) &&
+        err.message.includes(`${JSON.stringify(pattern)} is not supported`),
+      pattern,
+    );
+  }
+});
+
+Deno.test("RegexFilter refuses constructs it cannot translate exactly and says why", () => {
+  const cases: [string, RegExp][] = [
+    ["\\N{DIGIT ONE}", /named character escapes/],
+    ["a$b", /end anchor .* followed by more pattern/],
+    ["a$\\n", /followed by more pattern/],
+    ["(a$)+", /followed by more pattern/],
+    ["a?^b", /may or may not be at the start/],
+    ["(?m)a?^b", /may or may not follow a newline/],
+    ["a*\\bb", /does not decide whether the neighbouring characters are word characters/],
+    ["(?i)[\\U00010400x]", /outside the Basic Multilingual Plane under IGNORECASE/],
+    [".{100000}", /automaton states/],
+  ];
+  for (const [pattern, reason] of cases) {
+    assert.throws(
+      () => new RegexFilter({ regularExpressions: [pattern] }),
+      (err: Error) => err instanceof ImproperlyConfigured && reason.test(err.message),
+      pattern,
+    );
+  }
+});
+
+Deno.test("RegexFilter turns an automaton that outgrows its memory into ImproperlyConfigured", () => {
+  // 2^21 DFA states: determinization hits the 256 MiB cap of the core.
+  assert.throws(
+    () => new RegexFilter({ regularExpressions: ["(a|b)*a(a|b){20}"] }),
+    (err: Error) => err instanceof ImproperlyConfigured && /256 MiB/.test(err.message),
+  );
+  // Other filters are not affected.
+  assert.equal(new RegexFilter({ regularExpressions: ["a"] }).matches("a"), true);
+});
+
+Deno.test("RegexFilter.matches() decides catastrophic-backtracking patterns in linear time", () => {
+  const nested = new RegexFilter({ regularExpressions: ["(a+)+$"] });
+  const alternation = new RegexFilter({ regularExpressions: ["(a|aa)+$"] });
+  const repeated = new RegexFilter({ regularExpressions: ["(.*a){5}"] });
+  for (const n of [30, 100, 1000, 5000]) {
+    // Each of these would take V8 or CPython longer than the age of the universe at n ≥ 100.
+    assert.equal(nested.matches("a".repeat(n) + "!"), false);
+    assert.equal(nested.matches("a".repeat(n)), true);
+    assert.equal(nested.matches("a".repeat(n) + "\n"), true);
+    assert.equal(alternation.matches("a".repeat(n) + "!"), false);
+    assert.equal(alternation.matches("a".repeat(n)), true);
+    assert.equal(repeated.matches("aaaa" + "b".repeat(n)), false);
+    assert.equal(repeated.matches("b".repeat(n) + "aaaaa"), true);
+  }
+});
+
+Deno.test("RegexFilter.process() drops events without a string name and counts them", () => {
+  for (const filterType of ["allowlist", "blocklist"] as const) {
+    const filter = new RegexFilter({ filterType, regularExpressions: ["nothing_matches"] });
+    for (const name of [undefined, null, 42, {}, ["edx"]]) {
+      assert.equal(filter.process(event(name)), DROP);
+    }
+    assert.equal(filter.process(null as unknown as TrackingEvent), DROP);
+    assert.equal(filter.invalidNames, 6);
+    assert.equal(filter.matches(42 as unknown as string), false);
+  }
+  // Even a filter that matches everything.
+  assert.equal(new RegexFilter({ regularExpressions: [""] }).process(event(undefined)), DROP);
+});
+
+Deno.test("RegexFilter refuses a plain string instead of a list of patterns", () => {
+  assert.throws(
+    () => new RegexFilter({ regularExpressions: "edx" as unknown as string[] }),
+    (err: Error) =>
+      err instanceof ImproperlyConfigured && /must be an array of strings/.test(err.message) &&
+      err.message.includes('"edx"'),
+  );
+  assert.throws(
+    () => new RegexFilter({ regularExpressions: [1] as unknown as string[] }),
+    /must contain only strings: found Number/,
+  );
+  assert.throws(() => new RegexFilter({ regexes: [] } as never), /unknown option "regexes"/);
+  assert.throws(() => new RegexFilter({ cacheSize: -1 }), /'cacheSize' must be a non-negative integer/);
+});
+
+Deno.test("RegexFilter accepts snake_case and camelCase options, a Set, and duplicates", () => {
+  const snake = new RegexFilter({ filter_type: "blocklist", regular_expressions: ["a", "a", "b"] });
+  assert.equal(snake.filterType, "blocklist");
+  assert.deepEqual(snake.regularExpressions, ["a", "b"]);
+  assert.equal(passes(snake, "abc"), false);
+  assert.equal(passes(snake, "cab"), true);
+  const camel = new RegexFilter({ filterType: "allowlist", regularExpressions: new Set(["c"]) });
+  assert.equal(passes(camel, "cab"), true);
+  const defaults = new RegexFilter();
+  assert.equal(defaults.filterType, "allowlist");
+  assert.equal(passes(defaults, "anything"), false);
+});
+
+Deno.test("RegexFilter.matches() handles long, non-ASCII and ill-formed names as Python does", () => {
+  const filter = new RegexFilter({ regularExpressions: ["[^x]{4999}y$", "édx\\.😀", "\\ud800$"] });
+  assert.equal(filter.matches("a".repeat(4999) + "y"), true);
+  assert.equal(filter.matches("a".repeat(4999) + "yy"), false);
+  assert.equal(filter.matches("é".repeat(4999) + "y\n"), true);
+  assert.equal(filter.matches("édx.😀.emoji"), true);
+  assert.equal(filter.matches("edx.😀"), false);
+  // A lone surrogate is a character of its own in Python (and in JavaScript).
+  assert.equal(filter.matches("\ud800"), true);
+  assert.equal(filter.matches("\ud800\udc00"), false);
+  // Long names take another copy path; a lone surrogate must survive it too.
+  const long = new RegexFilter({ regularExpressions: ["\\ud800a{300}$"] });
+  assert.equal(long.matches("\ud800" + "a".repeat(300)), true);
+  assert.equal(long.matches("\ufffd" + "a".repeat(300)), false);
+  const dot = new RegexFilter({ regularExpressions: ["..$"] });
+  assert.equal(dot.matches("\udc00\ud800"), true);
+  assert.equal(dot.matches("😀"), false);
+});
+
+Deno.test("RegexFilter's decision cache stays correct under a stream of unique names", () => {
+  const patterns = ["edx\\.course\\.[a-z]+\\.\\d+$", "/courses/course-v1:[^/]+/courseware"];
+  for (const cacheSize of [0, 8, 4096]) {
+    const filter = new RegexFilter({ regularExpressions: patterns, cacheSize });
+    const reference = patterns.map((p) => new RegExp(`^(?:${p.replace("$", "\\n?$")})`));
+    for (let i = 0; i < 50_000; i++) {
+      const name = i % 3 === 0
+        ? `edx.course.view.${i}`
+        : i % 3 === 1
+        ? `/courses/course-v1:MITx+${i}/courseware`
+        : `edx.course.view.${i}x`;
+      const expected = reference.some((re) => re.test(name));
+      assert.equal(filter.matches(name), expected, name);
+      // A recurring name is answered from the cache the same way.
+      const again = `edx.course.view.${i % 7}`;
+      assert.equal(filter.matches(again), true);
+    }
+  }
+});
+
+Deno.test("useRegexWasmModule() makes RegexFilter use a precompiled module (Cloudflare Workers)", () => {
+  const bytes = readFileSync(new URL("../../wasm/regex_filter.wasm", import.meta.url));
+  useRegexWasmModule(new WebAssembly.Module(bytes));
+  const filter = new RegexFilter({ regularExpressions: ["edx\\.video\\."] });
+  assert.equal(filter.matches("edx.video.play"), true);
+  assert.equal(filter.matches("edx.forum.thread"), false);
+  assert.throws(() => useRegexWasmModule(bytes as unknown as WebAssembly.Module), TypeError);
+});
+
+Deno.test("RegexFilter compiles patterns that crash unpatched regex-automata 0.1.8 (a*a?)", () => {
+  // wasm/patches/regex-automata-0.1.8-epsilon-closure.patch: without it, building the DFA panics.
+  const filter = new RegexFilter({ regularExpressions: ["a*a?x", "\\.*\\.?$", "(?a)\\w+?(?i:[a-z]){,2}y"] });
+  assert.equal(filter.matches("aax"), true);
+  assert.equal(filter.matches("..."), true);
+  assert.equal(filter.matches("abcy"), true);
+  assert.equal(filter.matches("aab"), false);
+});
