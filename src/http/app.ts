@@ -1,0 +1,137 @@
+/**
+ * The collector's HTTP API, one Hono app shared by the Cloudflare Worker and
+ * the Deno server.
+ *
+ * @module
+ */
+
+import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { consoleLogger, type DiagnosticLogger } from "../diagnostics.ts";
+import { toPrometheus } from "../metrics.ts";
+import type { Tracker } from "../tracker.ts";
+import { BearerAuth, type Tokens } from "./auth.ts";
+import { HttpError } from "./errors.ts";
+import { requestEmitter, trackingContext, type TrackingVariables } from "./tracking_context.ts";
+import { type CollectorLimits, parseEvents, readBody, resolveLimits } from "./validate.ts";
+
+/** Options of {@linkcode createCollectorApp}. */
+export interface CollectorOptions {
+  /** Accepted events are emitted through this tracker. */
+  tracker: Tracker;
+  /** The bearer token, or client name → token. Without one every authenticated route answers 401. */
+  token?: Tokens;
+  /** Handles `GET /v1/bus/subscribe` (a WebSocket upgrade) once the client is authenticated. */
+  busSubscribe?: (c: Context) => Response | Promise<Response>;
+  /** Keeps work alive after the response (a Worker passes `c.executionCtx.waitUntil`). */
+  waitUntil?: (c: Context, work: Promise<unknown>) => void;
+  /** Request limits. */
+  limits?: CollectorLimits;
+  /** The client's IP address. @default the `CF-Connecting-IP` header */
+  clientIp?: (c: Context) => string | undefined;
+  /**
+   * Above this {@linkcode Tracker.saturation} new events are refused with 503
+   * and `Retry-After`, so clients back off before queues overflow. @default 0.9
+   */
+  shedAt?: number;
+  /** Where internal errors are reported. @default consoleLogger */
+  logger?: DiagnosticLogger;
+}
+
+/** The Hono environment of the collector app. */
+export type CollectorEnv = { Variables: TrackingVariables & { client: string } };
+
+/**
+ * Creates the collector app:
+ *
+ * - `POST /v1/events` — one event `{ name, data?, context? }` or `{ events: [...] }`;
+ *   answers `202 { accepted, ids }`, or `400` naming each bad event by index and
+ *   field (then nothing is accepted), `413` for a body over the limit, `401`
+ *   without the right bearer token, `503` with `Retry-After` while the
+ *   tracker's queues are nearly full or it is shutting down.
+ * - `GET /v1/health` — no credentials needed.
+ * - `GET /v1/metrics` — Prometheus text of `tracker.metrics()`.
+ * - `GET /v1/bus/subscribe?pattern=…` — a WebSocket of bus events whose names match.
+ *
+ * Unknown routes answer `404` JSON; an internal error answers a plain `500`
+ * that never carries the error's text.
+ *
+ * @example
+ * ```ts
+ * import { InMemoryBackend, Tracker } from "@edx/event-tracking";
+ * import { createCollectorApp } from "@edx/event-tracking/http";
+ * import assert from "node:assert/strict";
+ *
+ * const sink = new InMemoryBackend();
+ * const app = createCollectorApp({ tracker: new Tracker({ backends: { sink } }), token: "secret" });
+ * const response = await app.request("/v1/events", {
+ *   method: "POST",
+ *   headers: { authorization: "Bearer secret" },
+ *   body: JSON.stringify({ name: "edx.ui.click", data: { x: 1 } }),
+ * });
+ * assert.equal(response.status, 202);
+ * assert.equal(sink.events[0].name, "edx.ui.click");
+ * ```
+ *
+ * @throws {TypeError} If a token is empty.
+ * @throws {RangeError} If a limit is not a positive integer.
+ */
+export function createCollectorApp(options: CollectorOptions): Hono<CollectorEnv> {
+  const { tracker, busSubscribe, waitUntil, clientIp } = options;
+  const shedAt = options.shedAt ?? 0.9;
+  const logger = options.logger ?? consoleLogger;
+  const limits = resolveLimits(options.limits);
+  const auth = new BearerAuth(options.token);
+  const app = new Hono<CollectorEnv>();
+
+  app.onError((error, c) => {
+    if (typeof (error as HttpError).getResponse === "function") return (error as HttpError).getResponse();
+    logger.error(`Collector: internal error on ${c.req.method} ${new URL(c.req.url).pathname}`, error);
+    return c.json({ error: "internal", message: "Internal server error" }, 500);
+  });
+  app.notFound((c) =>
+    c.json({ error: "not_found", message: `No route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404)
+  );
+
+  app.get("/v1/health", (c) => c.json({ status: "ok" }));
+
+  const authenticate: MiddlewareHandler<CollectorEnv> = async function authenticate(c, next) {
+    c.set("client", await auth.authenticate(c.req.header("authorization") ?? null));
+    await next();
+  };
+  for (const path of ["/v1/events", "/v1/metrics", "/v1/bus/*"]) app.use(path, authenticate);
+
+  app.post(
+    "/v1/events",
+    trackingContext({ tracker, clientIp, extra: (c) => ({ client: c.get("client") }) }),
+    async function acceptEvents(c) {
+      const events = parseEvents(await readBody(c.req.raw, limits.maxBodyBytes), limits);
+      if (tracker.closed) {
+        throw new HttpError(503, "unavailable", "The collector is shutting down; retry later", undefined, 1);
+      }
+      if (tracker.saturation() >= shedAt) {
+        throw new HttpError(503, "overloaded", "The collector's queues are nearly full; retry later", undefined, 1);
+      }
+      const scope = c.get("trackingContext");
+      const ids = events.map((event) => requestEmitter(tracker, scope, event.context).emit(event.name, event.data));
+      if (waitUntil !== undefined) {
+        waitUntil(
+          c,
+          tracker.flush().catch((error) => logger.error("Collector: flush failed", error)),
+        );
+      }
+      return c.json({ accepted: ids.length, ids }, 202);
+    },
+  );
+
+  app.get(
+    "/v1/metrics",
+    (c) => c.text(toPrometheus(tracker.metrics()), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
+  );
+
+  app.get("/v1/bus/subscribe", (c) => {
+    if (busSubscribe === undefined) throw new HttpError(404, "bus_unavailable", "This collector has no event bus");
+    return busSubscribe(c);
+  });
+
+  return app;
+}

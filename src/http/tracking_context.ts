@@ -1,0 +1,95 @@
+/**
+ * A Hono middleware that opens the request scope, as Open edX's tracking
+ * middleware does, for applications that embed the tracker in their own app.
+ *
+ * @module
+ */
+
+import type { Context, MiddlewareHandler } from "hono";
+import type { EventEmitter, Tracker } from "../tracker.ts";
+
+/** The Hono variables this middleware sets. */
+export interface TrackingVariables {
+  /** The request scope's context, as entered. */
+  trackingContext: Record<string, unknown>;
+}
+
+/** Options of {@linkcode trackingContext}. */
+export interface TrackingContextOptions {
+  /** The tracker whose scope is opened. */
+  tracker: Tracker;
+  /** The scope name. @default "edx.request" */
+  name?: string;
+  /** The client's IP address. @default the `CF-Connecting-IP` header */
+  clientIp?: (c: Context) => string | undefined;
+  /** Extra keys for the scope, e.g. the authenticated client. */
+  extra?: (c: Context) => Record<string, unknown>;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * What the request scope carries: request id (from a well-formed
+ * `X-Request-Id`, or a new UUID), ip, user agent, host, path and referer.
+ */
+export function requestContext(c: Context, clientIp?: (c: Context) => string | undefined): Record<string, unknown> {
+  const headers = c.req.raw.headers;
+  const given = headers.get("x-request-id");
+  const url = new URL(c.req.url);
+  const context: Record<string, unknown> = {
+    request_id: given !== null && REQUEST_ID.test(given) ? given : crypto.randomUUID(),
+    ip: (clientIp ?? ((c) => c.req.header("cf-connecting-ip")))(c),
+    agent: headers.get("user-agent") ?? undefined,
+    host: headers.get("host") ?? url.host,
+    path: url.pathname,
+    referer: headers.get("referer") ?? undefined,
+  };
+  for (const key of Object.keys(context)) if (context[key] === undefined) delete context[key];
+  return context;
+}
+
+/**
+ * Opens a named context scope around the rest of the request, so that every
+ * event emitted while handling it carries the request's id, ip, user agent,
+ * host, path and referer. Concurrent requests never see each other's scope.
+ *
+ * @example Embed the tracker in a Hono app
+ * ```ts
+ * import { Hono } from "hono";
+ * import { InMemoryBackend, Tracker } from "@edx/event-tracking";
+ * import { trackingContext } from "@edx/event-tracking/http";
+ * import assert from "node:assert/strict";
+ *
+ * const sink = new InMemoryBackend();
+ * const tracker = new Tracker({ backends: { sink } });
+ * const app = new Hono();
+ * app.use(trackingContext({ tracker }));
+ * app.get("/courses", (c) => {
+ *   tracker.emit("edx.course.list.viewed");
+ *   return c.text("ok");
+ * });
+ * await app.request("/courses", { headers: { "x-request-id": "req-1", "user-agent": "test" } });
+ * assert.equal(sink.events[0].context.request_id, "req-1");
+ * assert.equal(sink.events[0].context.path, "/courses");
+ * ```
+ */
+export function trackingContext(options: TrackingContextOptions): MiddlewareHandler<{ Variables: TrackingVariables }> {
+  const { tracker, clientIp, extra } = options;
+  const name = options.name ?? "edx.request";
+  return function trackingContext(c, next) {
+    const context = { ...requestContext(c, clientIp), ...extra?.(c) };
+    c.set("trackingContext", context);
+    return tracker.context(name, context, () => next());
+  };
+}
+
+/** The view events of this request are emitted through: client context first, the request scope over it. */
+export function requestEmitter(
+  tracker: Tracker,
+  requestScope: Record<string, unknown>,
+  clientContext: Record<string, unknown> | undefined,
+  name = "edx.request",
+): EventEmitter {
+  if (clientContext === undefined) return tracker;
+  return tracker.withContext("event", clientContext).withContext(name, requestScope);
+}

@@ -1,0 +1,204 @@
+import assert from "node:assert/strict";
+import type { InMemoryBackend, TrackingEvent } from "../../mod.ts";
+import { startCollector } from "../../src/http/mod.ts";
+import { RecordingLogger } from "../_helpers.ts";
+import { auth, runApiCases, TOKEN } from "./_api_cases.ts";
+import { MongoClient } from "mongodb";
+import { startMongoServer, testDatabaseName } from "../_mongo_server.ts";
+
+runApiCases("Deno server over loopback", async (limits) => {
+  const dataDir = await Deno.makeTempDir();
+  const collector = startCollector({
+    port: 0,
+    hostname: "127.0.0.1",
+    token: TOKEN,
+    dataDir,
+    limits,
+    config: { backends: { sink: { ENGINE: "memory" } } },
+    logger: new RecordingLogger(),
+  });
+  const sink = collector.tracker.getBackend("sink") as InMemoryBackend;
+  return {
+    request: (path, init) => fetch(`${collector.url}${path}`, init),
+    events: () => sink.events,
+    host: new URL(collector.url).host,
+    close: async () => {
+      await collector.shutdown();
+      await Deno.remove(dataDir, { recursive: true });
+    },
+  };
+});
+
+async function readLines(path: string): Promise<TrackingEvent[]> {
+  const text = await Deno.readTextFile(path);
+  return text.trimEnd().split("\n").filter(Boolean).map((line) => JSON.parse(line));
+}
+
+Deno.test("startCollector() on embedded defaults writes every accepted event to <dataDir>/events.jsonl by shutdown", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const collector = startCollector({ port: 0, hostname: "127.0.0.1", token: TOKEN, dataDir });
+  const ids: string[] = [];
+  await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+    const response = await fetch(`${collector.url}/v1/events`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ events: Array.from({ length: 50 }, (_, j) => ({ name: "load", data: { i, j } })) }),
+    });
+    assert.equal(response.status, 202);
+    ids.push(...(await response.json()).ids);
+  }));
+  await collector.shutdown();
+  const written = await readLines(`${dataDir}/events.jsonl`);
+  assert.equal(written.length, 1000);
+  assert.deepEqual(new Set(written.map((e) => e.id)), new Set(ids));
+  await Deno.remove(dataDir, { recursive: true });
+});
+
+Deno.test("GET /v1/bus/subscribe streams bus events whose names match the patterns over a WebSocket", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const collector = startCollector({ port: 0, hostname: "127.0.0.1", token: TOKEN, dataDir });
+  const url = `${collector.url.replace("http", "ws")}/v1/bus/subscribe?pattern=${
+    encodeURIComponent("edx\\.course\\.")
+  }&pattern=problem_check$`;
+  const socket = new WebSocket(url, { headers: auth });
+  const received: string[] = [];
+  const done = new Promise<void>((resolve, reject) => {
+    socket.onmessage = (message) => {
+      received.push(JSON.parse(message.data).name);
+      if (received.length === 2) resolve();
+    };
+    socket.onerror = (error) => reject(error);
+  });
+  await new Promise((resolve, reject) => {
+    socket.onopen = resolve;
+    socket.onerror = reject;
+  });
+  const response = await fetch(`${collector.url}/v1/events`, {
+    method: "POST",
+    headers: auth,
+    body: JSON.stringify({
+      events: [{ name: "edx.ui.click" }, { name: "edx.course.enrollment.activated" }, { name: "problem_check" }, {
+        name: "problem_checkX",
+      }],
+    }),
+  });
+  assert.equal(response.status, 202);
+  await response.body?.cancel();
+  await done;
+  assert.deepEqual(received, ["edx.course.enrollment.activated", "problem_check"]);
+  const closed = new Promise((resolve) => socket.onclose = resolve);
+  socket.close();
+  await closed;
+  await collector.shutdown();
+  await Deno.remove(dataDir, { recursive: true });
+});
+
+Deno.test("GET /v1/bus/subscribe refuses a missing or invalid pattern with 400, and no credentials with 401", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const collector = startCollector({ port: 0, hostname: "127.0.0.1", token: TOKEN, dataDir });
+  const upgrade = {
+    ...auth,
+    connection: "Upgrade",
+    upgrade: "websocket",
+    "sec-websocket-version": "13",
+    "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+  };
+  for (
+    const [query, headers, status, code] of [
+      ["", upgrade, 400, "invalid_pattern"],
+      ["?pattern=(", upgrade, 400, "invalid_pattern"],
+      ["?pattern=a", {}, 401, "unauthorized"],
+    ] as const
+  ) {
+    const response = await fetch(`${collector.url}/v1/bus/subscribe${query}`, { headers });
+    assert.equal(response.status, status);
+    assert.equal((await response.json()).error, code);
+  }
+  await collector.shutdown();
+  await Deno.remove(dataDir, { recursive: true });
+});
+
+/** Runs `deno task start`'s entry point in a child process; resolves once it prints its address. */
+async function spawnCollector(env: Record<string, string>) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "--allow-sys", "src/http/serve.ts"],
+    env: { PORT: "0", NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let banner = "";
+  const deadline = Date.now() + 30_000;
+  while (!/listening on (\S+)/.test(banner)) {
+    assert.ok(Date.now() < deadline, `no banner within 30 s: ${banner}`);
+    const { value, done } = await reader.read();
+    assert.ok(!done, `the collector exited: ${banner}`);
+    banner += value;
+  }
+  return {
+    banner,
+    url: /listening on (\S+)/.exec(banner)![1].replace("0.0.0.0", "127.0.0.1"),
+    async stop(signal: Deno.Signal): Promise<number> {
+      child.kill(signal);
+      const status = await child.status;
+      await reader.cancel();
+      await child.stdout.cancel();
+      return status.code;
+    },
+  };
+}
+
+async function postBatches(url: string, token: string, batches: number, name: string): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < batches; i++) {
+    const response = await fetch(`${url}/v1/events`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` },
+      body: JSON.stringify({ events: Array.from({ length: 100 }, (_, j) => ({ name, data: { i, j } })) }),
+    });
+    assert.equal(response.status, 202);
+    ids.push(...(await response.json()).ids);
+  }
+  return ids;
+}
+
+Deno.test("deno task start: prints a development token, serves, and on SIGTERM writes everything before exiting 0", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const collector = await spawnCollector({
+    EVENT_TRACKING_DATA_DIR: dataDir,
+    EVENT_TRACKING_TOKEN: "",
+    MONGODB_URI: "",
+  });
+  const token = /development token (\S+)/.exec(collector.banner)![1];
+  const ids = await postBatches(collector.url, token, 5, "shutdown.test");
+  assert.equal(await collector.stop("SIGTERM"), 0);
+  const written = await readLines(`${dataDir}/events.jsonl`);
+  assert.deepEqual(new Set(written.map((e) => e.id)), new Set(ids));
+  await Deno.remove(dataDir, { recursive: true });
+});
+
+Deno.test("deno task start with MONGODB_URI also stores every event in MongoDB, exactly once, by SIGINT", async () => {
+  const mongo = await startMongoServer();
+  const dataDir = await Deno.makeTempDir();
+  const database = testDatabaseName();
+  const uri = new URL(mongo.uri);
+  uri.pathname = `/${database}`;
+  const collector = await spawnCollector({
+    EVENT_TRACKING_DATA_DIR: dataDir,
+    EVENT_TRACKING_TOKEN: "mongo-token",
+    MONGODB_URI: uri.href,
+  });
+  const ids = await postBatches(collector.url, "mongo-token", 3, "mongo.test");
+  assert.equal(await collector.stop("SIGINT"), 0);
+  const client = new MongoClient(mongo.uri);
+  try {
+    const stored = await client.db(database).collection("events").find({}, { projection: { id: 1 } }).toArray();
+    assert.equal(stored.length, 300);
+    assert.deepEqual(new Set(stored.map((d) => d.id)), new Set(ids));
+    await client.db(database).dropDatabase();
+  } finally {
+    await client.close();
+    await mongo.stop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
