@@ -404,12 +404,8 @@ export class AsyncRoutingBackend implements Backend {
   #overflowed(event: TrackingEvent): void {
     this.#unreportedOverflow++;
     if (this.#overflow === "dead_letter") {
-      this.#sendToDeadLetter(
-        event,
-        new RangeError(`queue full (capacity ${this.transport.capacity})`),
-        0,
-        this.backendName,
-      );
+      const reason = this.transport.lastRefusal ?? `queue full (capacity ${this.transport.capacity})`;
+      this.#sendToDeadLetter(event, new RangeError(reason), 0, this.backendName);
     } else {
       this.#counters.dropped++;
     }
@@ -419,7 +415,9 @@ export class AsyncRoutingBackend implements Backend {
   #reportOverflow(): void {
     this.#lastOverflowReport = Date.now();
     this.#logger.warn(
-      `AsyncRoutingBackend "${this.backendName}": queue full (capacity ${this.transport.capacity}); ${this.#unreportedOverflow} event(s) ${
+      `AsyncRoutingBackend "${this.backendName}": the queue refused ${this.#unreportedOverflow} event(s) (last reason: ${
+        this.transport.lastRefusal ?? `queue full (capacity ${this.transport.capacity})`
+      }); they were ${
         this.#overflow === "dead_letter" ? "dead-lettered" : "dropped (overflow policy drop_newest)"
       } since the last report`,
     );

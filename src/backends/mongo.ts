@@ -24,7 +24,7 @@ import {
   ObjectId,
 } from "mongodb";
 import type { Backend } from "../backend.ts";
-import { checkOptions, MONGO_ENGINE_NAMES, registerEngine } from "../config.ts";
+import { checkOptions, type EngineFactory, MONGO_ENGINE_NAMES, registerEngine } from "../config.ts";
 import { consoleLogger, type DiagnosticLogger, typeName } from "../diagnostics.ts";
 import type { TrackingEvent } from "../event.ts";
 import { type BackendMetrics, emptyMetrics, type MetricsSnapshot } from "../metrics.ts";
@@ -676,10 +676,30 @@ const MONGO_OPTIONS = [
   "maxQueueSize",
 ];
 
-// Importing this module makes the `mongo` ENGINE available to createTracker.
-for (const name of MONGO_ENGINE_NAMES) {
-  registerEngine(name, (options, { path, logger }) => {
+/**
+ * The `mongo` ENGINE's factory. `defaultUri` is used when a spec names no
+ * server (no `uri`, `host` or `port`), e.g. a Worker's `MONGODB_URI` binding.
+ *
+ * @example Register the engine with a default server
+ * ```ts
+ * import { createTracker, registerEngine } from "@edx/event-tracking";
+ * import { MongoBackend, mongoEngine } from "@edx/event-tracking/mongo";
+ * import assert from "node:assert/strict";
+ *
+ * registerEngine("mongo", mongoEngine("mongodb://127.0.0.1:27017/tracking"));
+ * const tracker = createTracker({ backends: { mongo: { ENGINE: "mongo" } } });
+ * assert.ok(tracker.getBackend("mongo") instanceof MongoBackend);
+ * await tracker.close(); // nothing was sent, so nothing connected
+ * ```
+ */
+export function mongoEngine(defaultUri?: string): EngineFactory {
+  return (options, { path, logger }) => {
     checkOptions(options, MONGO_OPTIONS, { path, engine: "mongo" });
-    return new MongoBackend({ ...options, logger } as MongoBackendOptions);
-  });
+    const named = options.uri !== undefined || options.host !== undefined || options.port !== undefined;
+    const server = named || defaultUri === undefined ? {} : { uri: defaultUri };
+    return new MongoBackend({ ...server, ...options, logger } as MongoBackendOptions);
+  };
 }
+
+// Importing this module makes the `mongo` ENGINE available to createTracker.
+for (const name of MONGO_ENGINE_NAMES) registerEngine(name, mongoEngine());

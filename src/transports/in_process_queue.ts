@@ -77,9 +77,15 @@ export class InProcessQueue implements QueueTransport {
     return this.#ready.length - this.#head + this.#delayed + this.#inFlight;
   }
 
+  /** Why the last refused message was refused. */
+  lastRefusal: string | undefined;
+
   /** Accepts the message unless the queue is full or closed. */
   enqueue(message: QueueMessage): boolean {
-    if (this.#closed || this.depth >= this.capacity) return false;
+    if (this.#closed || this.depth >= this.capacity) {
+      this.lastRefusal = this.#closed ? "queue closed" : `queue full (capacity ${this.capacity})`;
+      return false;
+    }
     this.#ready.push(message);
     this.#schedule();
     return true;

@@ -29,8 +29,10 @@ export type QueueConsumer = (batch: readonly QueueMessage[]) => Promise<void>;
  * the router applies its overflow policy to refused messages.
  */
 export interface QueueTransport {
-  /** Accepts the message, or returns `false` if the queue is full. */
+  /** Accepts the message, or returns `false` if it cannot (full, closed, too large). */
   enqueue(message: QueueMessage): boolean;
+  /** Why the last refused `enqueue` was refused, e.g. `queue full (capacity 10000)`. */
+  readonly lastRefusal?: string;
   /** Queues the message again after `delayMs`, for a retry. It is never refused. */
   retry(message: QueueMessage, delayMs: number): void;
   /** Starts delivering queued messages to `consumer`. Called once. */

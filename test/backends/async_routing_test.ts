@@ -117,7 +117,11 @@ Deno.test("AsyncRoutingBackend overflow: a queue of 1,000 given 10,000 events de
   assert.equal(sink.stored.size + deadLetter.events.length, 10_000);
   assert.equal((deadLetter.events[0] as DeadLetter).deadLetter.error, "RangeError: queue full (capacity 1000)");
   assert.equal((deadLetter.events[0] as DeadLetter).deadLetter.attempts, 0);
-  assert.ok(logger.warnings.some((w) => /queue full \(capacity 1000\); \d+ event\(s\) dead-lettered/.test(w)));
+  assert.ok(
+    logger.warnings.some((w) =>
+      /refused \d+ event\(s\) \(last reason: queue full \(capacity 1000\)\); they were dead-lettered/.test(w)
+    ),
+  );
 });
 
 Deno.test("AsyncRoutingBackend overflow drop_newest drops and counts, and the counts add up", async () => {

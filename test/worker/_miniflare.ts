@@ -1,0 +1,128 @@
+/**
+ * Runs the collector Worker as it deploys: wrangler bundles worker/ (the
+ * same `wrangler deploy --dry-run` as the `build:worker` task), and
+ * Miniflare runs the bundle with the bindings wrangler reads from
+ * worker/wrangler.toml, plus a second Worker that records what reaches the
+ * dead-letter queue.
+ *
+ * @module
+ */
+
+import type { Readable } from "node:stream";
+import { Miniflare } from "miniflare";
+import { unstable_getMiniflareWorkerOptions } from "wrangler";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const WRANGLER_TOML = `${ROOT}worker/wrangler.toml`;
+/** The wrangler package the bundle is built with (deno.json pins the same). */
+const WRANGLER = "npm:wrangler@4.116.0";
+/** The binding of the dead-letter observer's KV namespace. */
+export const DEAD_LETTERS_KV = "DEAD_LETTERS";
+/** The name of the Worker that consumes the dead-letter queue in the tests. */
+export const OBSERVER = "dead-letter-observer";
+
+/** Bundles the Worker into a new temporary directory and returns it. */
+export async function bundleWorker(): Promise<string> {
+  const outdir = await Deno.makeTempDir({ prefix: "event-tracking-worker-" });
+  // `deno install` links every npm import (hono, mongodb) into node_modules/, where wrangler's bundler looks.
+  await run(["install"]);
+  await run(["run", "-A", WRANGLER, "deploy", "--dry-run", "--config", WRANGLER_TOML, "--outdir", outdir]);
+  return outdir;
+}
+
+async function run(args: string[]): Promise<void> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: ROOT,
+    env: { WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (code !== 0) {
+    const text = new TextDecoder();
+    throw new Error(
+      `Cannot bundle the Worker: deno ${args.join(" ")} failed:\n${text.decode(stdout)}\n${text.decode(stderr)}`,
+    );
+  }
+}
+
+/** Options of {@linkcode startWorker}. */
+export interface StartWorkerOptions {
+  /** The directory {@linkcode bundleWorker} made. */
+  bundle: string;
+  /** The Worker's string bindings (EVENT_TRACKING_TOKEN, EVENT_TRACKING_CONFIG, MONGODB_URI). */
+  vars: Record<string, string>;
+  /** Receives the Worker's standard output, chunk by chunk. */
+  stdout: (text: string) => void;
+}
+
+/**
+ * Starts Miniflare with the bundled Worker. The queue consumer keeps the
+ * wrangler.toml settings except a shorter batch timeout and two retries, so
+ * tests run in seconds.
+ */
+export async function startWorker(options: StartWorkerOptions): Promise<Miniflare> {
+  const { workerOptions } = unstable_getMiniflareWorkerOptions(WRANGLER_TOML);
+  const consumers = workerOptions.queueConsumers as Record<string, { deadLetterQueue?: string }>;
+  const [queue, consumer] = Object.entries(consumers)[0];
+  const mf = new Miniflare({
+    handleRuntimeStdio(stdout: Readable, stderr: Readable) {
+      stdout.on("data", (chunk: Uint8Array) => options.stdout(new TextDecoder().decode(chunk)));
+      stderr.on("data", (chunk: Uint8Array) => options.stdout(new TextDecoder().decode(chunk)));
+    },
+    workers: [
+      {
+        ...workerOptions,
+        name: "collector",
+        modules: true,
+        modulesRoot: options.bundle,
+        scriptPath: `${options.bundle}/index.js`,
+        bindings: options.vars,
+        queueConsumers: { [queue]: { ...consumer, maxBatchTimeout: 0.05, maxRetries: 2 } },
+      },
+      {
+        name: OBSERVER,
+        modules: true,
+        compatibilityDate: workerOptions.compatibilityDate,
+        script: `export default {
+          async queue(batch, env) {
+            for (const message of batch.messages) {
+              await env.${DEAD_LETTERS_KV}.put(message.id, JSON.stringify(message.body));
+              message.ack();
+            }
+          },
+        };`,
+        kvNamespaces: [DEAD_LETTERS_KV],
+        queueConsumers: { [consumer.deadLetterQueue!]: { maxBatchTimeout: 0.05 } },
+      },
+    ],
+  });
+  await mf.ready;
+  return mf;
+}
+
+/** The part of a KV namespace the tests read. */
+export interface KvReader {
+  list(): Promise<{ keys: { name: string }[] }>;
+  get(key: string): Promise<string | null>;
+}
+
+/** The KV namespace where the observer Worker records each dead-lettered message body by message id. */
+export async function deadLetters(mf: Miniflare): Promise<KvReader> {
+  return await mf.getKVNamespace(DEAD_LETTERS_KV, OBSERVER) as unknown as KvReader;
+}
+
+/** Calls `probe` every 50 ms until it returns a value other than `undefined`; fails after `timeoutMs`. */
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
