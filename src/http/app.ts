@@ -95,7 +95,7 @@ export function createCollectorApp(options: CollectorOptions): Hono<CollectorEnv
   app.get("/v1/health", (c) => c.json({ status: "ok" }));
 
   const authenticate: MiddlewareHandler<CollectorEnv> = async function authenticate(c, next) {
-    c.set("client", await auth.authenticate(c.req.header("authorization") ?? null));
+    c.set("client", auth.authenticate(c.req.header("authorization") ?? null));
     await next();
   };
   for (const path of ["/v1/events", "/v1/metrics", "/v1/bus/*"]) app.use(path, authenticate);
