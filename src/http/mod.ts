@@ -38,4 +38,10 @@ export {
   type ResolvedLimits,
   resolveLimits,
 } from "./validate.ts";
-export { type CollectorServerOptions, defaultCollectorConfig, type RunningCollector, startCollector } from "./serve.ts";
+export {
+  type CollectorServerOptions,
+  defaultCollectorConfig,
+  replayDeadLetters,
+  type RunningCollector,
+  startCollector,
+} from "./serve.ts";

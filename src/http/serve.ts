@@ -9,17 +9,21 @@
  * `createTracker` format), `EVENT_TRACKING_DATA_DIR` (default `./data`),
  * `MONGODB_URI`. A tree with a MongoDB branch needs `@edx/event-tracking/mongo`
  * imported first; `deno task start` does that when one is configured.
+ * `deno task replay` builds the same tree and feeds its dead letters back.
  *
  * @module
  */
 
 import type { Context } from "hono";
 import { upgradeWebSocket } from "hono/deno";
+import type { Backend } from "../backend.ts";
+import { AsyncRoutingBackend } from "../backends/async_routing.ts";
 import { EventBusBackend } from "../backends/event_bus.ts";
 import { createTracker, MONGO_ENGINE_NAMES, type TrackerConfig } from "../config.ts";
 import { consoleLogger, type DiagnosticLogger } from "../diagnostics.ts";
 import { serializeEvent } from "../event.ts";
 import { RegexFilter } from "../processors/regex_filter.ts";
+import { RoutingBackend } from "../routing.ts";
 import type { Tracker } from "../tracker.ts";
 import { createCollectorApp } from "./app.ts";
 import { HttpError } from "./errors.ts";
@@ -202,27 +206,85 @@ async function loadConfig(value: string): Promise<TrackerConfig> {
   }
 }
 
-async function main(): Promise<void> {
+/**
+ * Replays the default dead-letter file of every `AsyncRoutingBackend` in the
+ * tree (at any depth) through its branch, once the fault is fixed. Returns
+ * how many events each branch queued again, by its place in the tree; call
+ * `tracker.flush()` or `close()` to wait for their delivery.
+ *
+ * @example
+ * ```ts
+ * import { createTracker } from "@edx/event-tracking";
+ * import { replayDeadLetters } from "@edx/event-tracking/http";
+ * import assert from "node:assert/strict";
+ *
+ * const dataDir = await Deno.makeTempDir();
+ * const tracker = createTracker({ backends: { logs: { ENGINE: "async_routing" } } }, { dataDir });
+ * assert.deepEqual(await replayDeadLetters(tracker), { "root/logs": 0 });
+ * await tracker.close();
+ * await Deno.remove(dataDir, { recursive: true });
+ * ```
+ */
+export async function replayDeadLetters(tracker: Tracker): Promise<Record<string, number>> {
+  const replayed: Record<string, number> = {};
+  const visit = async (backends: ReadonlyMap<string, Backend>, path: string): Promise<void> => {
+    for (const [name, backend] of backends) {
+      const where = `${path}/${name}`;
+      if (backend instanceof AsyncRoutingBackend && backend.deadLetterPath !== undefined) {
+        replayed[where] = await backend.replayDeadLetters();
+      }
+      if (backend instanceof RoutingBackend || backend instanceof AsyncRoutingBackend) {
+        await visit(backend.backends, where);
+      } else if (backend instanceof EventBusBackend) await visit(backend.consumer.backends, where);
+    }
+  };
+  await visit(tracker.backends, "root");
+  return replayed;
+}
+
+interface Environment {
+  token: string | undefined;
+  config: TrackerConfig | undefined;
+  dataDir: string;
+  mongodbUri: string | undefined;
+}
+
+async function readEnvironment(): Promise<Environment> {
   const env = Deno.env.toObject();
-  const port = Number(env.PORT ?? "8787");
+  const config = env.EVENT_TRACKING_CONFIG ? await loadConfig(env.EVENT_TRACKING_CONFIG) : undefined;
+  // The MongoDB driver loads only when a MongoDB branch is configured.
+  if (env.MONGODB_URI || usesMongo(config)) await import("../backends/mongo.ts");
+  return {
+    token: env.EVENT_TRACKING_TOKEN || undefined,
+    config,
+    dataDir: env.EVENT_TRACKING_DATA_DIR || "data",
+    mongodbUri: env.MONGODB_URI || undefined,
+  };
+}
+
+// `deno task replay`: the same tree as the server, its dead letters fed back, delivered, then exit.
+async function replay(): Promise<void> {
+  const { config, dataDir, mongodbUri } = await readEnvironment();
+  const tracker = createTracker(config ?? defaultCollectorConfig(dataDir, mongodbUri), { dataDir });
+  const replayed = await replayDeadLetters(tracker);
+  await tracker.close();
+  for (const [path, count] of Object.entries(replayed)) console.log(`${path}: ${count} dead letter(s) replayed`);
+}
+
+async function serve(): Promise<void> {
+  const env = await readEnvironment();
+  const port = Number(Deno.env.get("PORT") ?? "8787");
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new RangeError(`Cannot start the collector as 'PORT' must be a port number: current value is ${env.PORT}`);
+    throw new RangeError(
+      `Cannot start the collector as 'PORT' must be a port number: current value is ${Deno.env.get("PORT")}`,
+    );
   }
-  let token = env.EVENT_TRACKING_TOKEN;
+  let token = env.token;
   if (!token) {
     token = `dev-${crypto.randomUUID()}`;
     console.error(`No EVENT_TRACKING_TOKEN set: using the development token ${token}`);
   }
-  const config = env.EVENT_TRACKING_CONFIG ? await loadConfig(env.EVENT_TRACKING_CONFIG) : undefined;
-  // The MongoDB driver loads only when a MongoDB branch is configured.
-  if (env.MONGODB_URI || usesMongo(config)) await import("../backends/mongo.ts");
-  const collector = startCollector({
-    port,
-    token,
-    config,
-    dataDir: env.EVENT_TRACKING_DATA_DIR || "data",
-    mongodbUri: env.MONGODB_URI,
-  });
+  const collector = startCollector({ ...env, port, token });
   console.error(
     `Event collector listening on ${collector.url}\n` +
       `  curl -X POST ${collector.url}/v1/events -H 'Authorization: Bearer ${token}' ` +
@@ -239,4 +301,11 @@ async function main(): Promise<void> {
   Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
 }
 
-if (import.meta.main) await main();
+if (import.meta.main) {
+  if (Deno.args[0] === "replay") await replay();
+  else if (Deno.args.length === 0) await serve();
+  else {
+    console.error(`Unknown command "${Deno.args[0]}": run with no argument to serve, or "replay"`);
+    Deno.exit(2);
+  }
+}

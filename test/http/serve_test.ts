@@ -202,3 +202,42 @@ Deno.test("deno task start with MONGODB_URI also stores every event in MongoDB, 
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("deno task replay feeds the dead letters of every async branch back and removes the file", async () => {
+  const dataDir = await Deno.makeTempDir();
+  await Deno.mkdir(`${dataDir}/dead-letters`);
+  const letters = [1, 2, 3].map((i) => ({
+    id: `0190b5a0-0000-7000-8000-00000000000${i}`,
+    name: "replayed.event",
+    timestamp: "2026-11-27T12:00:00.000Z",
+    context: { user_id: i },
+    data: { i },
+    deadLetter: { error: "Error: disk full", attempts: 5, backend: "file", at: "2026-11-27T12:00:01.000Z" },
+  }));
+  await Deno.writeTextFile(
+    `${dataDir}/dead-letters/tracking_logs.jsonl`,
+    letters.map((l) => JSON.stringify(l)).join("\n") + "\n",
+  );
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      "--allow-write",
+      "--allow-sys",
+      "src/http/serve.ts",
+      "replay",
+    ],
+    env: { EVENT_TRACKING_DATA_DIR: dataDir, MONGODB_URI: "", EVENT_TRACKING_CONFIG: "", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  assert.match(new TextDecoder().decode(output.stdout), /root\/tracking_logs: 3 dead letter\(s\) replayed/);
+  const written = await readLines(`${dataDir}/events.jsonl`);
+  assert.deepEqual(written.map((e) => [e.id, e.context, e.data]), letters.map((l) => [l.id, l.context, l.data]));
+  assert.ok(written.every((e) => !("deadLetter" in e)));
+  await assert.rejects(Deno.stat(`${dataDir}/dead-letters/tracking_logs.jsonl`), Deno.errors.NotFound);
+  await Deno.remove(dataDir, { recursive: true });
+});
