@@ -23,6 +23,10 @@ interface CoreExports {
   message_len(): number;
 }
 
+// A bundler can define this as `false` (wrangler.toml's [define] does) to drop
+// the embedded bytes from bundles that always inject the module.
+declare const EDX_EVENT_TRACKING_EMBEDDED_WASM: boolean | undefined;
+
 let injected: WebAssembly.Module | undefined;
 let decoded: WebAssembly.Module | undefined;
 
@@ -61,13 +65,18 @@ export function useRegexWasmModule(module: WebAssembly.Module): void {
 
 function regexWasmModule(): WebAssembly.Module {
   if (injected !== undefined) return injected;
-  if (decoded === undefined) {
-    const text = atob(REGEX_WASM_BASE64);
-    const bytes = new Uint8Array(text.length);
-    for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-    decoded = new WebAssembly.Module(bytes);
+  if (typeof EDX_EVENT_TRACKING_EMBEDDED_WASM === "undefined" || EDX_EVENT_TRACKING_EMBEDDED_WASM) {
+    if (decoded === undefined) {
+      const text = atob(REGEX_WASM_BASE64);
+      const bytes = new Uint8Array(text.length);
+      for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+      decoded = new WebAssembly.Module(bytes);
+    }
+    return decoded;
   }
-  return decoded;
+  throw new Error(
+    "Cannot build a RegexFilter: this bundle has no embedded WebAssembly; call useRegexWasmModule() first",
+  );
 }
 
 /** Thrown when the core cannot build an automaton; `message` says why. */

@@ -33,3 +33,29 @@ Deno.test("the bundled library runs under Node.js: context scopes across await a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a bundle that defines EDX_EVENT_TRACKING_EMBEDDED_WASM=false leaves the embedded bytes out and says so", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await esbuild.build({
+      entryPoints: [new URL("./_node_entry.ts", import.meta.url).pathname],
+      outfile: `${dir}/entry.mjs`,
+      bundle: true,
+      minify: true,
+      format: "esm",
+      platform: "node",
+      target: "node20",
+      define: { EDX_EVENT_TRACKING_EMBEDDED_WASM: "false" },
+      logLevel: "error",
+    });
+    const bundle = await Deno.readTextFile(`${dir}/entry.mjs`);
+    assert.ok(!bundle.includes("AGFzbQ"), "the base64 of the .wasm is not in the bundle");
+    const run = await new Deno.Command("node", { args: [`${dir}/entry.mjs`], stdout: "piped", stderr: "piped" })
+      .output();
+    assert.notEqual(run.code, 0);
+    assert.match(new TextDecoder().decode(run.stderr), /no embedded WebAssembly; call useRegexWasmModule\(\) first/);
+  } finally {
+    await esbuild.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
