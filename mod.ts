@@ -23,7 +23,8 @@
  */
 
 export { restoreEvent, serializeEvent, type TrackingEvent } from "./src/event.ts";
-export type { Backend } from "./src/backend.ts";
+export type { Backend, CloseOptions } from "./src/backend.ts";
+export type { BackoffOptions } from "./src/_backoff.ts";
 export { DROP } from "./src/processor.ts";
 export type { Processor, ProcessorFunction, ProcessorObject, ProcessorResult } from "./src/processor.ts";
 export { EventEmissionExit, ImproperlyConfigured } from "./src/errors.ts";
@@ -32,7 +33,13 @@ export { type BackendMetrics, emptyMetrics, type MetricsSnapshot, toPrometheus }
 export type { ResolvedContext } from "./src/context.ts";
 export { type EventEmitter, ScopedTracker, Tracker, type TrackerOptions, UNKNOWN_EVENT_TYPE } from "./src/tracker.ts";
 export { DEFAULT_TRACKER_NAME, emit, getTracker, registerTracker } from "./src/registry.ts";
-export { type ProcessedEvent, RoutingBackend, type RoutingBackendOptions } from "./src/routing.ts";
+export {
+  type DeliveryFailure,
+  type ProcessedEvent,
+  RoutingBackend,
+  type RoutingBackendOptions,
+} from "./src/routing.ts";
+export { type TreeNode, walkTree } from "./src/tree.ts";
 export { InMemoryBackend } from "./src/backends/memory.ts";
 export {
   AsyncRoutingBackend,

@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { Backend } from "./backend.ts";
+import type { Backend, CloseOptions } from "./backend.ts";
 import { typeName } from "./diagnostics.ts";
 import { type BackendMetrics, emptyMetrics, type MetricsSnapshot } from "./metrics.ts";
 
@@ -71,7 +71,7 @@ export class Routes {
 
   /**
    * Adds each child's metrics under `path/<name>`: its own, when it counts
-   * itself, plus the failures only its parent saw; otherwise the parent's count.
+   * itself (with at least the failures its parent saw); otherwise the parent's count.
    */
   collectMetrics(path: string, into: MetricsSnapshot): void {
     for (const route of this.#list) {
@@ -79,7 +79,7 @@ export class Routes {
       if (typeof route.backend.collectMetrics === "function") {
         route.backend.collectMetrics(childPath, into);
         const child = into[childPath];
-        if (child) child.failed += route.counters.failed;
+        if (child && child.failed < route.counters.failed) child.failed = route.counters.failed;
       } else {
         into[childPath] = { ...route.counters };
       }
@@ -96,10 +96,17 @@ export class Routes {
     return highest;
   }
 
-  /** Calls `method` on every backend that has it; returns the failures by backend name. */
-  async each(method: "flush" | "close"): Promise<{ name: string; error: unknown }[]> {
+  /**
+   * Flushes, or closes, every backend at once (a backend without `close` is
+   * flushed); returns the failures by backend name.
+   */
+  async each(method: "flush" | "close", options?: CloseOptions): Promise<{ name: string; error: unknown }[]> {
     const list = this.#list;
-    const results = await Promise.allSettled(list.map((route) => route.backend[method]?.call(route.backend)));
+    const results = await Promise.allSettled(
+      list.map(({ backend }) =>
+        method === "close" && backend.close !== undefined ? backend.close(options) : backend.flush?.()
+      ),
+    );
     const failures: { name: string; error: unknown }[] = [];
     results.forEach((result, i) => {
       if (result.status === "rejected") failures.push({ name: list[i].name, error: result.reason });

@@ -7,12 +7,26 @@
 import type { TrackingEvent } from "./event.ts";
 import type { MetricsSnapshot } from "./metrics.ts";
 
+/** Options of {@linkcode Backend.close}. */
+export interface CloseOptions {
+  /**
+   * The most time `close` may take, in milliseconds. What is still queued or
+   * waiting for a retry then is written to its branch's dead letters, and
+   * `close` resolves. @default no limit: everything accepted is delivered or dead-lettered first
+   */
+  deadlineMs?: number;
+}
+
 /**
  * Receives events. `send` must not keep a reference it later mutates: events
  * are shared, frozen snapshots.
  *
- * A `send` that throws or rejects is logged and counted by the router that
- * called it; other backends still receive the event.
+ * `send` settles per event: it returns once the event is written, or returns
+ * a promise that resolves once it is and rejects if it cannot be. A `send`
+ * that throws or rejects is counted `failed` by the router that called it
+ * (retried and then dead-lettered on an async branch); other backends still
+ * receive the event. Routers resolve once every child has settled: failures
+ * are theirs to count, retry and dead-letter.
  *
  * @example A backend that counts events by name
  * ```ts
@@ -32,16 +46,17 @@ import type { MetricsSnapshot } from "./metrics.ts";
  * ```
  */
 export interface Backend {
-  /** Accepts one event. May return a promise that settles when it is delivered. */
+  /** Accepts one event; a returned promise settles when it is written, or rejects when it cannot be. */
   send(event: TrackingEvent): void | Promise<void>;
   /** Resolves when everything accepted so far has been delivered. */
   flush?(): Promise<void>;
-  /** Flushes, then releases resources (files, connections, timers). */
-  close?(): Promise<void>;
+  /** Flushes, then releases resources (files, connections, timers); within `deadlineMs` when given. */
+  close?(options?: CloseOptions): Promise<void>;
   /**
-   * How full this backend's queues are, from 0 (empty) to 1 (full), so that
-   * producers can shed load before events overflow. Routers report their
-   * fullest child.
+   * How close this backend is to losing events, from 0 to 1 (its buffers are
+   * full: the next event would be refused with nowhere else to go), so that
+   * producers can shed load first. Routers report their fullest child; an
+   * async branch whose overflow is dead-lettered reports its dead-letter sink.
    */
   saturation?(): number;
   /**

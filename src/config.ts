@@ -310,7 +310,10 @@ alias(["routing", "eventtracking.backends.routing.RoutingBackend"], (options, { 
 });
 
 alias(["logger", "eventtracking.backends.logger.LoggerBackend"], (options, { path, logger }) => {
-  checkOptions(options, ["name", "level", "maxEventSize", "path", "reportIntervalMs"], { path, engine: "logger" });
+  checkOptions(options, ["name", "level", "maxEventSize", "path", "maxPendingLines", "reportIntervalMs"], {
+    path,
+    engine: "logger",
+  });
   return new LoggerBackend({ ...options, logger });
 });
 

@@ -6,7 +6,8 @@
  * @module
  */
 
-import type { Backend } from "./backend.ts";
+import type { Backend, CloseOptions } from "./backend.ts";
+import { PendingSet, within } from "./_pending.ts";
 import { ProcessorChain } from "./_processor_chain.ts";
 import { consoleLogger, type DiagnosticLogger } from "./diagnostics.ts";
 import type { TrackingEvent } from "./event.ts";
@@ -26,6 +27,23 @@ export interface RoutingBackendOptions {
 
 /** The result of {@linkcode RoutingBackend.processEvent}: the processed event, or {@linkcode DROP}. */
 export type ProcessedEvent = TrackingEvent | typeof DROP;
+
+/** A child backend that failed an event, and why. */
+export interface DeliveryFailure {
+  /** The child backend's name. */
+  readonly backend: string;
+  /** What it threw or rejected with. */
+  readonly error: unknown;
+}
+
+function ignore(): void {}
+
+/** One promise for many: settles when all have, rejects with the first failure; never left unhandled. */
+function settleAll(waiting: Promise<void>[]): Promise<void> {
+  const all = waiting.length === 1 ? waiting[0] : Promise.all(waiting).then(ignore);
+  all.catch(ignore);
+  return all;
+}
 
 /**
  * A node of the routing tree. Itself a {@linkcode Backend}, so routers nest
@@ -64,7 +82,7 @@ export type ProcessedEvent = TrackingEvent | typeof DROP;
 export class RoutingBackend implements Backend {
   readonly #routes = new Routes();
   readonly #chain: ProcessorChain;
-  readonly #pending = new Set<Promise<void>>();
+  readonly #pending = new PendingSet();
   readonly #counters: BackendMetrics = emptyMetrics();
   readonly #logger: DiagnosticLogger;
 
@@ -121,32 +139,77 @@ export class RoutingBackend implements Backend {
   /**
    * Hands the event to every child backend in order. A backend that throws or
    * rejects is logged and counted; the others still receive the event.
+   *
+   * @returns `undefined` when every child took the event synchronously and
+   *   none failed; otherwise a promise that settles once every child has, and
+   *   rejects with the first failure (already logged and counted).
    */
-  sendToBackends(event: TrackingEvent): void {
+  sendToBackends(event: TrackingEvent): Promise<void> | undefined {
     const routes = this.#routes.list;
+    let waiting: Promise<void>[] | undefined;
     for (let i = 0; i < routes.length; i++) {
       const route = routes[i];
       route.counters.received++;
       try {
         const result = route.backend.send(event);
-        if (result !== undefined && typeof result.then === "function") this.#track(route, event, result);
-        else this.#delivered(route);
+        if (result !== undefined && typeof result.then === "function") {
+          (waiting ??= []).push(this.#track(route, event, result));
+        } else route.counters.delivered++;
       } catch (error) {
         this.#failed(route, event, error);
+        (waiting ??= []).push(Promise.reject(error));
       }
     }
+    return waiting === undefined ? undefined : settleAll(waiting);
   }
 
-  /** Processes the event, then sends it to the backends unless a processor dropped it. */
-  send(event: TrackingEvent): void {
+  /**
+   * Delivers the event to the named children (all of them when `targets` is
+   * undefined) and resolves with those that failed, counted but not logged:
+   * the caller decides whether a failure is retried or final. The consumer
+   * side of an async branch uses it.
+   */
+  async deliverTo(event: TrackingEvent, targets?: readonly string[]): Promise<DeliveryFailure[]> {
+    const failures: DeliveryFailure[] = [];
+    let waiting: Promise<void>[] | undefined;
+    const routes = targets === undefined ? this.#routes.list : targets;
+    for (let i = 0; i < routes.length; i++) {
+      const target = routes[i];
+      const route = typeof target === "string" ? this.#routes.get(target) : target;
+      if (route === undefined) {
+        failures.push({ backend: target as string, error: new Error(`no backend named "${target as string}"`) });
+        continue;
+      }
+      route.counters.received++;
+      const failed = (error: unknown) => {
+        route.counters.failed++;
+        failures.push({ backend: route.name, error });
+      };
+      try {
+        const result = route.backend.send(event);
+        if (result === undefined || typeof result.then !== "function") route.counters.delivered++;
+        else (waiting ??= []).push(result.then(() => void route.counters.delivered++, failed));
+      } catch (error) {
+        failed(error);
+      }
+    }
+    if (waiting !== undefined) await Promise.all(waiting);
+    return failures;
+  }
+
+  /**
+   * Processes the event, then sends it to the backends unless a processor
+   * dropped it. See {@linkcode RoutingBackend.sendToBackends} for what it returns.
+   */
+  send(event: TrackingEvent): Promise<void> | undefined {
     this.#counters.received++;
     const processed = this.#chain.empty ? event : this.#chain.run(event);
     if (processed === DROP) {
       this.#counters.dropped++;
-      return;
+      return undefined;
     }
     this.#counters.passed++;
-    this.sendToBackends(processed);
+    return this.sendToBackends(processed);
   }
 
   /**
@@ -159,26 +222,39 @@ export class RoutingBackend implements Backend {
     // Children flush while their deliveries settle: a batching child resolves
     // its sends only when it writes, and flush() is what makes it write now.
     const flushing = this.#each("flush");
-    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    await this.#pending.settled();
     await flushing;
   }
 
   /**
-   * Flushes, then closes every child backend.
+   * Flushes, then closes every child backend. With `deadlineMs` the children
+   * close at once, each within the deadline (async branches then dead-letter
+   * what they could not deliver), and deliveries in progress are waited for
+   * only until it.
    *
    * @throws {AggregateError} If a child backend failed to flush or close; the others are still closed.
    */
-  async close(): Promise<void> {
+  async close(options: CloseOptions = {}): Promise<void> {
     let flushError: unknown;
-    try {
-      await this.flush();
-    } catch (error) {
-      flushError = error;
+    if (options.deadlineMs === undefined) {
+      try {
+        await this.flush();
+      } catch (error) {
+        flushError = error;
+      }
+      await this.#each("close", {}, flushError);
+      return;
     }
-    await this.#each("close", flushError);
+    // Children close at once, each within the deadline (their deliveries are what this router waits for).
+    const deadline = Date.now() + options.deadlineMs;
+    try {
+      await this.#each("close", options);
+    } finally {
+      await within(this.#pending.settled(), deadline - Date.now());
+    }
   }
 
-  /** The fullest child's saturation (0 when no child queues). */
+  /** The fullest child's saturation (0 when no child can lose events). */
   saturation(): number {
     return this.#routes.saturation();
   }
@@ -195,37 +271,36 @@ export class RoutingBackend implements Backend {
     this.#routes.collectMetrics(path, into);
   }
 
-  #delivered(route: Route): void {
-    route.counters.delivered++;
-  }
-
   #failed(route: Route, event: TrackingEvent, error: unknown): void {
     route.counters.failed++;
     this.#logger.error(`Unable to send event "${event?.name}" to backend "${route.name}"`, error);
   }
 
-  #track(route: Route, event: TrackingEvent, result: Promise<void>): void {
+  #track(route: Route, event: TrackingEvent, result: Promise<void>): Promise<void> {
     route.counters.queueDepth++;
     const settled = result.then(
       () => {
         route.counters.queueDepth--;
-        this.#delivered(route);
+        route.counters.delivered++;
       },
       (error) => {
         route.counters.queueDepth--;
         this.#failed(route, event, error);
+        throw error;
       },
-    ).finally(() => this.#pending.delete(settled));
+    );
     this.#pending.add(settled);
+    return settled;
   }
 
-  async #each(method: "flush" | "close", earlier?: unknown): Promise<void> {
-    const errors: unknown[] = earlier === undefined ? [] : [earlier];
-    for (const { name, error } of await this.#routes.each(method)) {
-      errors.push(error);
-      this.#logger.error(`Backend "${name}" failed to ${method}`, error);
+  async #each(method: "flush" | "close", options?: CloseOptions, earlier?: unknown): Promise<void> {
+    const failures = await this.#routes.each(method, options);
+    for (const { name, error } of failures) this.#logger.error(`Backend "${name}" failed to ${method}`, error);
+    const errors = failures.map((failure) => failure.error);
+    if (earlier !== undefined) {
+      if (errors.length === 0) throw earlier;
+      errors.unshift(earlier);
     }
-    if (errors.length === 1 && earlier !== undefined) throw earlier;
     if (errors.length > 0) {
       throw new AggregateError(errors, `Cannot ${method} the routing tree: ${errors.length} backend(s) failed`);
     }

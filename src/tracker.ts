@@ -5,12 +5,12 @@
  * @module
  */
 
-import type { Backend } from "./backend.ts";
+import type { Backend, CloseOptions } from "./backend.ts";
 import { type Stamp, stamp } from "./_clock.ts";
 import { type Snapshot, snapshot } from "./_snapshot.ts";
 import { ContextStore, freezeContext, type ResolvedContext, ScopeStack } from "./context.ts";
 import type { DiagnosticLogger } from "./diagnostics.ts";
-import { EmittedEvent } from "./event.ts";
+import { EmittedEvent, type TrackingEvent } from "./event.ts";
 import type { MetricsSnapshot } from "./metrics.ts";
 import type { Processor } from "./processor.ts";
 import { RoutingBackend } from "./routing.ts";
@@ -34,13 +34,20 @@ export interface TrackerOptions {
 export interface EventEmitter {
   /** Emits an event and returns its id. See {@linkcode Tracker.emit}. */
   emit(name?: string, data?: unknown): string;
+  /** Builds the event `emit` would send, without sending it. See {@linkcode Tracker.createEvent}. */
+  createEvent(name?: string, data?: unknown): TrackingEvent;
   /** A view that adds one more scope. See {@linkcode Tracker.withContext}. */
   withContext(name: string, context: Record<string, unknown>): ScopedTracker;
   /** The merged context an event emitted now would carry. */
   resolveContext(): ResolvedContext;
 }
 
-let emitWith: (tracker: Tracker, scoped: ScopedTracker | undefined, name?: string, data?: unknown) => string;
+let createWith: (
+  tracker: Tracker,
+  scoped: ScopedTracker | undefined,
+  name?: string,
+  data?: unknown,
+) => TrackingEvent;
 let stackOf: (tracker: Tracker) => ScopeStack;
 let contextOf: (scoped: ScopedTracker, stack: ScopeStack) => ScopeStack;
 
@@ -76,7 +83,7 @@ export class Tracker implements EventEmitter {
   #closed = false;
 
   static {
-    emitWith = (tracker, scoped, name, data) => tracker.#emit(scoped, name, data);
+    createWith = (tracker, scoped, name, data) => tracker.#create(scoped, name, data);
     stackOf = (tracker) => tracker.#scopes.stack;
   }
 
@@ -151,10 +158,51 @@ export class Tracker implements EventEmitter {
    * @throws {Error} If the tracker is closed.
    */
   emit(name?: string, data?: unknown): string {
-    return this.#emit(undefined, name, data);
+    const event = this.#create(undefined, name, data);
+    this.#router.send(event);
+    return event.id;
   }
 
-  #emit(scoped: ScopedTracker | undefined, name?: string, data?: unknown): string {
+  /**
+   * Builds the event {@linkcode Tracker.emit} would send — the same id,
+   * timestamp, context and frozen data — without sending it, so that it can
+   * be stored first (a write-ahead log) and sent with {@linkcode Tracker.send}.
+   *
+   * @example Store, then send
+   * ```ts
+   * import { InMemoryBackend, Tracker } from "@edx/event-tracking";
+   * import assert from "node:assert/strict";
+   *
+   * const sink = new InMemoryBackend();
+   * const tracker = new Tracker({ backends: { sink } });
+   * const event = tracker.createEvent("edx.ui.click", { x: 1 });
+   * assert.equal(sink.events.length, 0);
+   * await tracker.send(event);
+   * assert.equal(sink.events[0].id, event.id);
+   * ```
+   *
+   * @throws {TypeError} As {@linkcode Tracker.emit} does.
+   * @throws {Error} If the tracker is closed.
+   */
+  createEvent(name?: string, data?: unknown): TrackingEvent {
+    return this.#create(undefined, name, data);
+  }
+
+  /**
+   * Sends an event that is already built (by {@linkcode Tracker.createEvent},
+   * or restored from a log) through the routing tree.
+   *
+   * @returns `undefined` when every backend took it synchronously; otherwise a
+   *   promise that settles once every branch has settled it (delivered, or
+   *   dead-lettered on async branches), and rejects if a branch failed it.
+   * @throws {Error} If the tracker is closed.
+   */
+  send(event: TrackingEvent): Promise<void> | undefined {
+    if (this.#closed) throw new Error(`Cannot send event "${event?.name}": the tracker is closed`);
+    return this.#router.send(event);
+  }
+
+  #create(scoped: ScopedTracker | undefined, name?: string, data?: unknown): TrackingEvent {
     if (this.#closed) throw new Error(`Cannot emit event "${name}": the tracker is closed`);
     if (!name) name = UNKNOWN_EVENT_TYPE;
     else if (typeof name !== "string") {
@@ -163,10 +211,7 @@ export class Tracker implements EventEmitter {
     const payload = data ? snapshot(data, "data", true) : EMPTY_DATA;
     const scopes = scoped === undefined ? this.#scopes.stack : contextOf(scoped, this.#scopes.stack);
     const { id, timestamp } = stamp(this.#stamp);
-    this.#router.send(
-      new EmittedEvent(id, name, timestamp, scopes.merged, payload.value, scopes.json, payload.json as string),
-    );
-    return id;
+    return new EmittedEvent(id, name, timestamp, scopes.merged, payload.value, scopes.json, payload.json as string);
   }
 
   /**
@@ -270,12 +315,14 @@ export class Tracker implements EventEmitter {
 
   /**
    * Flushes, then releases every backend's resources. Later emits throw.
+   * With `deadlineMs`, it resolves within that time: whatever is still queued
+   * or waiting for a retry then is written to its branch's dead letters.
    *
    * @throws {AggregateError} If a backend failed to flush or close.
    */
-  async close(): Promise<void> {
+  async close(options: CloseOptions = {}): Promise<void> {
     this.#closed = true;
-    await this.#router.close();
+    await this.#router.close(options);
   }
 }
 
@@ -308,7 +355,14 @@ export class ScopedTracker implements EventEmitter {
 
   /** Emits through the tracker with this view's scopes added. See {@linkcode Tracker.emit}. */
   emit(name?: string, data?: unknown): string {
-    return emitWith(this.tracker, this, name, data);
+    const event = createWith(this.tracker, this, name, data);
+    this.tracker.send(event);
+    return event.id;
+  }
+
+  /** Builds the event {@linkcode ScopedTracker.emit} would send, without sending it. See {@linkcode Tracker.createEvent}. */
+  createEvent(name?: string, data?: unknown): TrackingEvent {
+    return createWith(this.tracker, this, name, data);
   }
 
   /** A view with one more scope, entered after this view's. */

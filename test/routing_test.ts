@@ -249,3 +249,47 @@ Deno.test("RoutingBackend.flush() flushes a batching backend whose sends settle 
   router.collectMetrics("r", metrics as never);
   assert.equal(metrics["r/batching"].delivered, 2);
 });
+
+Deno.test("RoutingBackend.send() settles per event: undefined when all take it at once, else once every child has", async () => {
+  const sync = new RoutingBackend({ backends: { a: new InMemoryBackend(), b: new InMemoryBackend() } });
+  assert.equal(sync.send(sample), undefined);
+
+  let finish!: () => void;
+  const order: string[] = [];
+  const slow = { send: () => new Promise<void>((resolve) => finish = () => (order.push("slow"), resolve())) };
+  const router = new RoutingBackend({ backends: { fast: new InMemoryBackend(), slow } });
+  const settled = router.send(sample);
+  assert.ok(settled instanceof Promise);
+  settled.then(() => order.push("router"));
+  await Promise.resolve();
+  assert.deepEqual(order, []);
+  finish();
+  await settled;
+  assert.deepEqual(order, ["slow", "router"]);
+});
+
+Deno.test("RoutingBackend.send() rejects with a child's failure, after logging and counting it; siblings still get the event", async () => {
+  const logger = new RecordingLogger();
+  const sibling = new InMemoryBackend();
+  const failing = { send: () => Promise.reject(new Error("disk full")) };
+  const router = new RoutingBackend({ backends: { failing, sibling }, logger });
+  await assert.rejects(router.send(sample)!, /disk full/);
+  assert.equal(sibling.events.length, 1);
+  assert.equal(logger.errors.length, 1);
+  const metrics: Record<string, { failed: number; delivered: number }> = {};
+  router.collectMetrics("root", metrics as never);
+  assert.equal(metrics["root/failing"].failed, 1);
+  assert.equal(metrics["root/sibling"].delivered, 1);
+
+  const throwing = new RoutingBackend({
+    backends: {
+      t: {
+        send: () => {
+          throw new Error("boom");
+        },
+      },
+    },
+    logger,
+  });
+  await assert.rejects(throwing.send(sample)!, /boom/);
+});

@@ -5,16 +5,19 @@
  * @module
  */
 
-import type { Backend } from "../backend.ts";
+import type { Backend, CloseOptions } from "../backend.ts";
+import { Backoff, type BackoffOptions } from "../_backoff.ts";
 import { positiveInteger } from "../_checks.ts";
+import { PendingSet, within } from "../_pending.ts";
 import { ProcessorChain } from "../_processor_chain.ts";
-import { Routes } from "../_routes.ts";
 import { consoleLogger, type DiagnosticLogger, typeName } from "../diagnostics.ts";
 import { restoreEvent, type TrackingEvent } from "../event.ts";
 import { type BackendMetrics, emptyMetrics, type MetricsSnapshot } from "../metrics.ts";
 import { DROP, type Processor } from "../processor.ts";
+import { type DeliveryFailure, RoutingBackend } from "../routing.ts";
 import { InProcessQueue } from "../transports/in_process_queue.ts";
 import type { QueueMessage, QueueTransport } from "../transports/transport.ts";
+import { replayDeadLetterFile } from "./_dead_letter_file.ts";
 import { LoggerBackend } from "./logger.ts";
 
 /** What happens to an event the queue has no room for. */
@@ -26,7 +29,7 @@ export interface DeadLetterInfo {
   readonly error: string;
   /** Delivery attempts made (0 when the queue was full). */
   readonly attempts: number;
-  /** The nested backend that failed, or this branch's name when the queue was full. */
+  /** The nested backend that failed, or this branch's name when the queue was full or closed. */
   readonly backend: string;
   /** When it was dead-lettered, ISO-8601 UTC. */
   readonly at: string;
@@ -48,7 +51,7 @@ export interface AsyncRoutingBackendOptions {
   /** Delivery attempts per event and nested backend before it is dead-lettered. @default 5 */
   maxAttempts?: number;
   /** Exponential backoff between attempts, with jitter (each delay is 50–100 % of the nominal one). @default { initialMs: 100, maxMs: 30000 } */
-  backoff?: { initialMs?: number; maxMs?: number };
+  backoff?: BackoffOptions;
   /**
    * Receives events that could not be delivered, as {@linkcode DeadLetter}s.
    * @default a LoggerBackend appending to `<deadLetterDir>/<backendName>.jsonl`
@@ -64,21 +67,21 @@ export interface AsyncRoutingBackendOptions {
   logger?: DiagnosticLogger;
   /** Source of randomness for the backoff jitter. @default Math.random */
   random?: () => number;
-  /** How often, at most, queue overflow is reported, in milliseconds. @default 60000 */
+  /** How often, at most, queue overflow and dead letters are reported, in milliseconds. @default 60000 */
   reportIntervalMs?: number;
-}
-
-function nonNegative(name: string, value: number): number {
-  if (typeof value !== "number" || !(value >= 0) || !Number.isFinite(value)) {
-    throw new RangeError(
-      `Cannot create AsyncRoutingBackend as '${name}' must be a non-negative number: current value is ${value}`,
-    );
-  }
-  return value;
 }
 
 function message(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+function ignore(): void {}
+
+/** Settles `message` once `first` (dead-letter writes of this attempt) and the retry's own outcome have. */
+function after(first: Promise<unknown>, message: QueueMessage): QueueMessage["settle"] {
+  const settle = message.settle;
+  if (settle === undefined) return undefined;
+  return (error) => void first.then(() => settle(error), (failure) => settle(error ?? failure));
 }
 
 /**
@@ -102,12 +105,18 @@ export function defaultDeadLetterPath(backendName: string, dir = "data/dead-lett
  * before the queue, as the reference's users asked) and whose nested backends
  * receive accepted events later, through a {@linkcode QueueTransport}.
  *
- * Delivery is at-least-once: a nested backend that throws or rejects is
- * retried, alone, with exponential backoff and jitter; after `maxAttempts`
- * the event goes to the dead-letter sink with the error. When the queue is
- * full, the overflow policy applies and every overflow is counted and
- * reported. `flush()` and `close()` resolve once everything accepted has been
- * delivered or dead-lettered. It works at any depth and in any tracker.
+ * It is three parts: the processors, run at emit; a {@linkcode QueueTransport};
+ * and a consumer {@linkcode RoutingBackend} holding the nested backends, fed
+ * by the transport. Delivery is at-least-once: a nested backend that throws
+ * or rejects is retried, alone, with exponential backoff and jitter; after
+ * `maxAttempts` the event goes to the dead-letter sink with the error. When
+ * the queue is full, the overflow policy applies and every overflow is
+ * counted and reported. `send` returns a promise that settles once the
+ * event's fate is final (delivered to every nested backend, or written to the
+ * dead letters; on a transport that delivers elsewhere, once the queue has
+ * stored it). `flush()` and `close()` resolve once everything accepted has
+ * been delivered or dead-lettered; `close({ deadlineMs })` dead-letters what
+ * is left at the deadline. It works at any depth and in any tracker.
  *
  * @example Deliver in the background, then flush
  * ```ts
@@ -134,20 +143,22 @@ export class AsyncRoutingBackend implements Backend {
   readonly deadLetter: Backend;
   /** The default dead-letter file, when {@linkcode AsyncRoutingBackend.deadLetter} is the default sink. */
   readonly deadLetterPath: string | undefined;
-  readonly #routes = new Routes();
+  /** The consumer side: the nested backends queued events are delivered to. */
+  readonly consumer: RoutingBackend;
   readonly #chain: ProcessorChain;
   readonly #counters: BackendMetrics = emptyMetrics();
   readonly #logger: DiagnosticLogger;
   readonly #maxAttempts: number;
-  readonly #initialMs: number;
-  readonly #maxMs: number;
+  readonly #backoff: Backoff;
   readonly #overflow: OverflowPolicy;
-  readonly #random: () => number;
   readonly #reportIntervalMs: number;
   readonly #ownsDeadLetter: boolean;
-  readonly #deadLetterPending = new Set<Promise<void>>();
+  readonly #deadLetters = new PendingSet();
+  // Messages handed to the consumer and not yet settled; a deadline dead-letters them.
+  readonly #inDelivery = new Set<QueueMessage>();
   #unreportedOverflow = 0;
-  #lastOverflowReport = -Infinity;
+  #unreportedDeadLetters = 0;
+  #lastReport = -Infinity;
 
   /**
    * Creates the branch and starts its consumer.
@@ -159,18 +170,16 @@ export class AsyncRoutingBackend implements Backend {
     this.#logger = options.logger ?? consoleLogger;
     this.backendName = options.backendName || "async_routing";
     this.#chain = new ProcessorChain(this.#logger, this.#counters);
-    this.#routes.registerAll("AsyncRoutingBackend", options.backends ?? {});
+    this.consumer = new RoutingBackend({ backends: options.backends ?? {}, logger: this.#logger });
     this.#chain.addAll("AsyncRoutingBackend", options.processors ?? []);
     this.#maxAttempts = positiveInteger("AsyncRoutingBackend", "maxAttempts", options.maxAttempts ?? 5);
-    this.#initialMs = nonNegative("backoff.initialMs", options.backoff?.initialMs ?? 100);
-    this.#maxMs = nonNegative("backoff.maxMs", options.backoff?.maxMs ?? 30_000);
+    this.#backoff = new Backoff("AsyncRoutingBackend", options.backoff, options.random);
     this.#overflow = options.overflow ?? "dead_letter";
     if (this.#overflow !== "dead_letter" && this.#overflow !== "drop_newest") {
       throw new TypeError(
         `Cannot create AsyncRoutingBackend: unknown overflow policy "${this.#overflow}" (expected "dead_letter" or "drop_newest")`,
       );
     }
-    this.#random = options.random ?? Math.random;
     this.#reportIntervalMs = options.reportIntervalMs ?? 60_000;
     if (options.deadLetter !== undefined) {
       if (typeof options.deadLetter?.send !== "function") {
@@ -212,7 +221,7 @@ export class AsyncRoutingBackend implements Backend {
 
   /** The nested backends, in the order they are called. */
   get backends(): ReadonlyMap<string, Backend> {
-    return this.#routes.backends;
+    return this.consumer.backends;
   }
 
   /** The processors run at emit. */
@@ -222,7 +231,7 @@ export class AsyncRoutingBackend implements Backend {
 
   /** Adds a nested backend, or replaces the one of that name. See {@linkcode RoutingBackend.registerBackend}. */
   registerBackend(name: string, backend: Backend): void {
-    this.#routes.register(name, backend);
+    this.consumer.registerBackend(name, backend);
   }
 
   /** Appends a processor. See {@linkcode RoutingBackend.registerProcessor}. */
@@ -235,50 +244,30 @@ export class AsyncRoutingBackend implements Backend {
     return this.#chain.run(event);
   }
 
-  /** Runs the processors now and queues the event for its nested backends. */
-  send(event: TrackingEvent): void {
+  /**
+   * Runs the processors now and queues the event for its nested backends.
+   *
+   * @returns `undefined` if a processor dropped it; otherwise a promise that
+   *   resolves once the event is delivered or dead-lettered (or, on a transport
+   *   that delivers elsewhere, stored by the queue), and rejects if even that failed.
+   */
+  send(event: TrackingEvent): Promise<void> | undefined {
     this.#counters.received++;
     const processed = this.#chain.empty ? event : this.#chain.run(event);
     if (processed === DROP) {
       this.#counters.dropped++;
-      return;
+      return undefined;
     }
     this.#counters.passed++;
-    if (!this.transport.enqueue({ event: processed, attempts: 0 })) this.#overflowed(processed);
+    return this.#enqueue(processed, undefined);
   }
 
   /**
-   * Delivers one queued message to the nested backends it is owed to. Used by
-   * the consumer of any transport (the in-process queue, or a Worker's queue
-   * handler); returns the backends that failed this attempt.
+   * Delivers one queued message to the nested backends it is owed to, and
+   * returns those that failed this attempt.
    */
-  async deliver(message: QueueMessage): Promise<{ backend: string; error: unknown }[]> {
-    const routes = message.targets === undefined
-      ? this.#routes.list
-      : message.targets.map((name) => this.#routes.get(name) ?? name);
-    const failures: { backend: string; error: unknown }[] = [];
-    let pending: Promise<void>[] | undefined;
-    for (const route of routes) {
-      if (typeof route === "string") {
-        failures.push({ backend: route, error: new Error(`no nested backend "${route}"`) });
-        continue;
-      }
-      route.counters.received++;
-      const failed = (error: unknown) => {
-        route.counters.failed++;
-        failures.push({ backend: route.name, error });
-      };
-      try {
-        const result = route.backend.send(message.event);
-        // Synchronous backends take no promise round trip.
-        if (result === undefined || typeof result.then !== "function") route.counters.delivered++;
-        else (pending ??= []).push(result.then(() => void route.counters.delivered++, failed));
-      } catch (error) {
-        failed(error);
-      }
-    }
-    if (pending !== undefined) await Promise.all(pending);
-    return failures;
+  deliver(message: QueueMessage): Promise<DeliveryFailure[]> {
+    return this.consumer.deliverTo(message.event, message.targets);
   }
 
   /**
@@ -286,15 +275,17 @@ export class AsyncRoutingBackend implements Backend {
    * capped at `backoff.maxMs`, then jittered to 50–100 %.
    */
   backoffDelay(attempt: number): number {
-    const nominal = Math.min(this.#maxMs, this.#initialMs * 2 ** (attempt - 1));
-    return nominal / 2 + this.#random() * (nominal / 2);
+    return this.#backoff.delay(attempt);
   }
 
   /**
    * Feeds dead letters back through this branch: each is queued again for the
    * nested backend that failed (or all of them, after an overflow), with its
-   * attempts reset. By default reads and removes the default dead-letter file;
-   * pass a path, or an iterable of dead letters, to replay others.
+   * attempts reset. By default replays the default dead-letter file; pass a
+   * path, or an iterable of dead letters, to replay others. A file is claimed
+   * (renamed) first and deleted only once every line is delivered or
+   * dead-lettered again; a claimed file left by a crash is resumed; lines that
+   * cannot be replayed go to `<name>.rejects.jsonl` beside it.
    *
    * @returns How many events were queued again.
    * @throws {TypeError} If no source is given and the dead-letter sink is not the default file.
@@ -310,9 +301,18 @@ export class AsyncRoutingBackend implements Backend {
       }
       source = this.deadLetterPath;
     }
-    if (typeof source === "string") return await this.#replayFile(source);
+    if (typeof source === "string") {
+      // Dead letters still being written belong in the file before it is claimed; closing our own sink
+      // also makes its next write reopen the file by name, so letters that fail again start a new file.
+      if (this.#ownsDeadLetter && source === this.deadLetterPath) await this.deadLetter.close?.();
+      else await this.deadLetter.flush?.();
+      return await replayDeadLetterFile(source, (letter, where) => this.#requeue(letter, where), {
+        logger: this.#logger,
+        owner: `AsyncRoutingBackend "${this.backendName}"`,
+      });
+    }
     let replayed = 0;
-    for await (const letter of source) if (this.#requeue(letter, "a replayed dead letter")) replayed++;
+    for await (const letter of source) if (this.#requeue(letter, "a replayed dead letter") !== false) replayed++;
     return replayed;
   }
 
@@ -325,48 +325,76 @@ export class AsyncRoutingBackend implements Backend {
   async flush(): Promise<void> {
     // Nested backends flush while the queue drains: a batching sink resolves
     // its sends only when it writes, and flush() makes it write now.
-    const early = this.#routes.each("flush");
+    const early = this.consumer.flush().catch(ignore);
     await this.transport.flush();
-    while (this.#deadLetterPending.size > 0) await Promise.allSettled([...this.#deadLetterPending]);
-    if (this.#unreportedOverflow > 0) this.#reportOverflow();
+    await this.#deadLetters.settled();
+    this.#report();
     await early;
-    const failures = await this.#routes.each("flush");
-    try {
-      await this.deadLetter.flush?.();
-    } catch (error) {
-      failures.push({ name: "dead letters", error });
-    }
-    this.#throwIfFailed("flush", failures);
+    await this.#settle("flush", [this.consumer.flush(), this.deadLetter.flush?.()]);
   }
 
   /**
-   * Stops accepting events, waits until everything accepted is delivered or
-   * dead-lettered, then closes the nested backends and the default dead-letter sink.
+   * Stops accepting events and waits until everything accepted is delivered
+   * or dead-lettered, then closes the nested backends and the default
+   * dead-letter sink. With `deadlineMs`, whatever is still queued, waiting for
+   * a retry or in delivery at the deadline is dead-lettered (and written)
+   * instead, and the nested backends get what time is left to close.
    *
    * @throws {AggregateError} If a nested backend or the dead-letter sink failed to close.
    */
-  async close(): Promise<void> {
-    await this.transport.close();
-    await this.flush().catch(() => {});
-    const failures = await this.#routes.each("close");
-    try {
-      if (this.#ownsDeadLetter) await this.deadLetter.close?.();
-      else await this.deadLetter.flush?.();
-    } catch (error) {
-      failures.push({ name: "dead letters", error });
-    }
-    this.#throwIfFailed("close", failures);
+  async close(options: CloseOptions = {}): Promise<void> {
+    const deadline = options.deadlineMs === undefined ? undefined : Date.now() + options.deadlineMs;
+    const drained = (async () => {
+      await this.transport.close();
+      await this.#deadLetters.settled();
+    })();
+    if (deadline === undefined) await drained;
+    else if (!(await within(drained, deadline - Date.now()))) await this.#abandon(options.deadlineMs!);
+    this.#report();
+    const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
+    const closing = this.consumer.close({ deadlineMs: remaining });
+    // A nested backend that still hangs past the deadline is left behind: its events are dead letters already.
+    const consumerClosed = remaining === undefined ? closing : within(closing, remaining).then((done) => {
+      if (!done) {
+        this.#logger.warn(
+          `AsyncRoutingBackend "${this.backendName}": a nested backend was still closing at the deadline; it is left to finish`,
+        );
+      }
+    });
+    await this.#settle("close", [
+      consumerClosed,
+      this.#ownsDeadLetter ? this.deadLetter.close?.() : this.deadLetter.flush?.(),
+    ]);
   }
 
-  /** How full the queue is (depth / capacity), or a nested backend's saturation if higher. */
+  /**
+   * How close this branch is to losing events: with the `dead_letter`
+   * overflow policy, its dead-letter sink's saturation (a full queue loses
+   * nothing while dead letters can be written); with `drop_newest`, how full
+   * the queue is.
+   */
   saturation(): number {
-    return Math.max(this.transport.depth / this.transport.capacity, this.#routes.saturation());
+    if (this.#overflow === "drop_newest") return this.transport.depth / this.transport.capacity;
+    return this.deadLetter.saturation?.() ?? 0;
   }
 
   /** Adds this branch's counters under `path` and its nested backends' under `path/<name>`. */
   collectMetrics(path: string, into: MetricsSnapshot): void {
+    this.consumer.collectMetrics(path, into);
     into[path] = { ...this.#counters, queueDepth: this.transport.depth };
-    this.#routes.collectMetrics(path, into);
+  }
+
+  #enqueue(event: TrackingEvent, targets: readonly string[] | undefined): Promise<void> {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    promise.catch(ignore);
+    const message: QueueMessage = {
+      event,
+      targets,
+      attempts: 0,
+      settle: (error) => error === undefined ? resolve() : reject(error),
+    };
+    if (!this.transport.enqueue(message)) this.#overflowed(message);
+    return promise;
   }
 
   async #consume(batch: readonly QueueMessage[]): Promise<void> {
@@ -374,58 +402,102 @@ export class AsyncRoutingBackend implements Backend {
   }
 
   async #attempt(message: QueueMessage): Promise<void> {
-    let failures;
+    this.#inDelivery.add(message);
+    let failures: DeliveryFailure[];
     try {
       failures = await this.deliver(message);
     } catch (error) {
       failures = [{ backend: this.backendName, error }];
     }
+    // Abandoned at a shutdown deadline: it was dead-lettered meanwhile.
+    if (!this.#inDelivery.delete(message)) return;
     if (failures.length === 0) {
       this.#counters.delivered++;
+      message.settle?.();
       return;
     }
     this.#counters.failed++;
     const attempts = message.attempts + 1;
     const retriable = attempts < this.#maxAttempts
-      ? failures.filter((failure) => this.#routes.get(failure.backend) !== undefined)
+      ? failures.filter((failure) => this.consumer.backends.has(failure.backend))
       : [];
-    for (const failure of failures) {
-      if (!retriable.includes(failure)) this.#sendToDeadLetter(message.event, failure.error, attempts, failure.backend);
+    const written = failures.filter((failure) => !retriable.includes(failure)).map((failure) =>
+      this.#sendToDeadLetter(message.event, failure.error, attempts, failure.backend)
+    );
+    const deadLettered = Promise.all(written);
+    if (retriable.length === 0) {
+      deadLettered.then(() => message.settle?.(), (error) => message.settle?.(error));
+      return;
     }
-    if (retriable.length > 0) {
-      this.#counters.retried++;
-      this.transport.retry(
-        { event: message.event, targets: retriable.map((failure) => failure.backend), attempts },
-        this.backoffDelay(attempts),
-      );
-    }
+    this.#counters.retried++;
+    this.transport.retry(
+      {
+        event: message.event,
+        targets: retriable.map((failure) => failure.backend),
+        attempts,
+        settle: written.length === 0 ? message.settle : after(deadLettered, message),
+      },
+      this.#backoff.delay(attempts),
+    );
   }
 
-  #overflowed(event: TrackingEvent): void {
+  // The shutdown deadline: everything not yet delivered becomes a dead letter, written before close goes on.
+  async #abandon(deadlineMs: number): Promise<void> {
+    const left = [...this.transport.abandon(), ...this.#inDelivery];
+    this.#inDelivery.clear();
+    const reason = new Error(`not delivered within the shutdown deadline of ${deadlineMs} ms`);
+    for (const message of left) {
+      const written = this.#sendToDeadLetter(message.event, reason, message.attempts, this.backendName);
+      written.then(() => message.settle?.(), (error) => message.settle?.(error));
+    }
+    if (left.length > 0) {
+      this.#logger.warn(
+        `AsyncRoutingBackend "${this.backendName}": ${left.length} event(s) not delivered by the shutdown deadline were dead-lettered`,
+      );
+    }
+    await this.#deadLetters.settled();
+  }
+
+  #overflowed(message: QueueMessage): void {
     this.#unreportedOverflow++;
     if (this.#overflow === "dead_letter") {
       const reason = this.transport.lastRefusal ?? `queue full (capacity ${this.transport.capacity})`;
-      this.#sendToDeadLetter(event, new RangeError(reason), 0, this.backendName);
+      this.#sendToDeadLetter(message.event, new RangeError(reason), 0, this.backendName)
+        .then(() => message.settle?.(), (error) => message.settle?.(error));
     } else {
       this.#counters.dropped++;
+      message.settle?.();
     }
-    if (Date.now() - this.#lastOverflowReport >= this.#reportIntervalMs) this.#reportOverflow();
+    if (Date.now() - this.#lastReport >= this.#reportIntervalMs) this.#report();
   }
 
-  #reportOverflow(): void {
-    this.#lastOverflowReport = Date.now();
-    this.#logger.warn(
-      `AsyncRoutingBackend "${this.backendName}": the queue refused ${this.#unreportedOverflow} event(s) (last reason: ${
-        this.transport.lastRefusal ?? `queue full (capacity ${this.transport.capacity})`
-      }); they were ${
-        this.#overflow === "dead_letter" ? "dead-lettered" : "dropped (overflow policy drop_newest)"
-      } since the last report`,
-    );
+  #report(): void {
+    if (this.#unreportedOverflow === 0 && this.#unreportedDeadLetters === 0) return;
+    this.#lastReport = Date.now();
+    if (this.#unreportedOverflow > 0) {
+      this.#logger.warn(
+        `AsyncRoutingBackend "${this.backendName}": the queue refused ${this.#unreportedOverflow} event(s) (last reason: ${
+          this.transport.lastRefusal ?? `queue full (capacity ${this.transport.capacity})`
+        }); they were ${
+          this.#overflow === "dead_letter" ? "dead-lettered" : "dropped (overflow policy drop_newest)"
+        } since the last report`,
+      );
+    }
+    if (this.#unreportedDeadLetters > 0) {
+      this.#logger.warn(
+        `AsyncRoutingBackend "${this.backendName}": ${this.#unreportedDeadLetters} event(s) dead-lettered since the last report${
+          this.deadLetterPath === undefined ? "" : ` (in ${this.deadLetterPath})`
+        }`,
+      );
+    }
     this.#unreportedOverflow = 0;
+    this.#unreportedDeadLetters = 0;
   }
 
-  #sendToDeadLetter(event: TrackingEvent, error: unknown, attempts: number, backend: string): void {
+  #sendToDeadLetter(event: TrackingEvent, error: unknown, attempts: number, backend: string): Promise<void> {
     this.#counters.deadLettered++;
+    this.#unreportedDeadLetters++;
+    if (Date.now() - this.#lastReport >= this.#reportIntervalMs) this.#report();
     const letter: DeadLetter = {
       id: event.id,
       name: event.name,
@@ -434,31 +506,33 @@ export class AsyncRoutingBackend implements Backend {
       data: event.data,
       deadLetter: { error: message(error), attempts, backend, at: new Date().toISOString() },
     };
-    const lost = (sinkError: unknown) =>
+    const lost = (sinkError: unknown) => {
       this.#logger.error(
         `AsyncRoutingBackend "${this.backendName}" cannot dead-letter event ${event.id} (${
           message(sinkError)
         }); the dead letter follows: ${JSON.stringify(letter)}`,
         sinkError,
       );
+      throw sinkError;
+    };
+    let written: Promise<void>;
     try {
-      const result = this.deadLetter.send(letter);
-      if (result !== undefined && typeof result.then === "function") {
-        const pending = result.then(undefined, lost).finally(() => this.#deadLetterPending.delete(pending));
-        this.#deadLetterPending.add(pending);
-      }
+      written = Promise.resolve(this.deadLetter.send(letter)).then(undefined, lost);
     } catch (sinkError) {
-      lost(sinkError);
+      written = Promise.reject(sinkError).then(undefined, lost);
     }
+    written.catch(ignore);
+    this.#deadLetters.add(written);
+    return written;
   }
 
-  #requeue(letter: unknown, what: string): boolean {
+  #requeue(letter: unknown, where: string): Promise<void> | false {
     let event: TrackingEvent;
     try {
       event = restoreEvent(letter);
     } catch (error) {
       this.#logger.error(
-        `AsyncRoutingBackend "${this.backendName}" cannot replay ${what}: ${message(error)}; it is kept as: ${
+        `AsyncRoutingBackend "${this.backendName}" cannot replay ${where}: ${message(error)}; it is kept as: ${
           JSON.stringify(letter)
         }`,
         error,
@@ -466,46 +540,18 @@ export class AsyncRoutingBackend implements Backend {
       return false;
     }
     const backend = (letter as { deadLetter?: { backend?: unknown } }).deadLetter?.backend;
-    const targets = typeof backend === "string" && this.#routes.get(backend) !== undefined ? [backend] : undefined;
+    const targets = typeof backend === "string" && this.consumer.backends.has(backend) ? [backend] : undefined;
     this.#counters.received++;
     this.#counters.passed++;
-    if (!this.transport.enqueue({ event, targets, attempts: 0 })) this.#overflowed(event);
-    return true;
+    return this.#enqueue(event, targets);
   }
 
-  async #replayFile(path: string): Promise<number> {
-    const fs = await import("node:fs/promises");
-    await this.deadLetter.flush?.();
-    const claimed = `${path}.replaying-${Date.now()}`;
-    try {
-      await fs.rename(path, claimed);
-    } catch (error) {
-      if ((error as { code?: string }).code === "ENOENT") return 0;
-      throw error;
-    }
-    const text = await fs.readFile(claimed, "utf8");
-    let replayed = 0;
-    for (const [i, line] of text.split("\n").entries()) {
-      if (line.trim() === "") continue;
-      let letter: unknown;
-      try {
-        letter = JSON.parse(line);
-      } catch (error) {
-        this.#logger.error(
-          `AsyncRoutingBackend "${this.backendName}" cannot replay line ${i + 1} of ${path}: ${
-            message(error)
-          }; it is kept as: ${line}`,
-          error,
-        );
-        continue;
-      }
-      if (this.#requeue(letter, `line ${i + 1} of ${path}`)) replayed++;
-    }
-    await fs.rm(claimed);
-    return replayed;
-  }
-
-  #throwIfFailed(method: string, failures: { name: string; error: unknown }[]): void {
+  async #settle(method: "flush" | "close", work: (Promise<void> | undefined)[]): Promise<void> {
+    const names = ["nested backends", "dead letters"];
+    const failures: { name: string; error: unknown }[] = [];
+    (await Promise.allSettled(work)).forEach((result, i) => {
+      if (result.status === "rejected") failures.push({ name: names[i], error: result.reason });
+    });
     for (const { name, error } of failures) this.#logger.error(`Backend "${name}" failed to ${method}`, error);
     if (failures.length > 0) {
       throw new AggregateError(

@@ -5,7 +5,8 @@
  * @module
  */
 
-import type { Backend } from "../backend.ts";
+import type { Backend, CloseOptions } from "../backend.ts";
+import { PendingSet } from "../_pending.ts";
 import { consoleLogger, type DiagnosticLogger, typeName } from "../diagnostics.ts";
 import type { TrackingEvent } from "../event.ts";
 import { type BackendMetrics, emptyMetrics, type MetricsSnapshot } from "../metrics.ts";
@@ -75,7 +76,7 @@ export class EventBusBackend implements Backend {
   readonly #counters: BackendMetrics = emptyMetrics();
   readonly #logger: DiagnosticLogger;
   readonly #unsubscribe: (() => void) | undefined;
-  readonly #pending = new Set<Promise<void>>();
+  readonly #pending = new PendingSet();
   readonly #allowAll: boolean;
 
   /**
@@ -112,51 +113,69 @@ export class EventBusBackend implements Backend {
     }
   }
 
+  /** The consumer's backends, where events from the bus end up. */
+  get backends(): ReadonlyMap<string, Backend> {
+    return this.#consumer.backends;
+  }
+
   /** The consumer side: the processors and backends events from the bus go through. */
   get consumer(): RoutingBackend {
     return this.#consumer;
   }
 
-  /** Publishes the event if the backend is enabled and its name is allowed; otherwise counts it as dropped. */
-  send(event: TrackingEvent): void {
+  /**
+   * Publishes the event if the backend is enabled and its name is allowed;
+   * otherwise counts it as dropped.
+   *
+   * @returns A promise when the bus publishes asynchronously: it resolves once
+   *   the bus has taken the event, and rejects if it could not.
+   */
+  send(event: TrackingEvent): Promise<void> | undefined {
     this.#counters.received++;
     if (!this.enabled || !(this.#allowAll || this.eventBusTrackingLogs.has(event.name))) {
       this.#counters.dropped++;
-      return;
+      return undefined;
     }
     this.#counters.passed++;
     const result = this.transport.publish(this.backendName, event);
-    if (result !== undefined && typeof result.then === "function") {
-      const pending = result.then(
-        () => void this.#counters.delivered++,
-        (error) => {
-          this.#counters.failed++;
-          this.#logger.error(`EventBusBackend "${this.backendName}" failed to publish event "${event.name}"`, error);
-        },
-      ).finally(() => this.#pending.delete(pending));
-      this.#pending.add(pending);
-    } else {
+    if (result === undefined || typeof result.then !== "function") {
       this.#counters.delivered++;
+      return undefined;
     }
+    const published = result.then(
+      () => void this.#counters.delivered++,
+      (error) => {
+        this.#counters.failed++;
+        this.#logger.error(`EventBusBackend "${this.backendName}" failed to publish event "${event.name}"`, error);
+        throw error;
+      },
+    );
+    this.#pending.add(published);
+    return published;
   }
 
-  /** Handles one event from the bus: this backend's processors, then its nested backends. */
-  consume(event: TrackingEvent): void {
-    this.#consumer.send(event);
+  /**
+   * Handles one event from the bus: this backend's processors, then its
+   * nested backends. Settles as {@linkcode RoutingBackend.send} does, so a bus
+   * that redelivers can tell a failure.
+   */
+  consume(event: TrackingEvent): Promise<void> | undefined {
+    return this.#consumer.send(event);
   }
 
   /** Resolves when published events have been consumed and the nested backends flushed. */
   async flush(): Promise<void> {
-    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    await this.#pending.settled();
     await this.transport.flush?.();
     await this.#consumer.flush();
   }
 
-  /** Flushes, unsubscribes, and closes the nested backends and a default bus. */
-  async close(): Promise<void> {
-    await this.flush();
+  /** Flushes the bus, unsubscribes, and closes the nested backends (within `deadlineMs` when given). */
+  async close(options: CloseOptions = {}): Promise<void> {
+    await this.#pending.settled();
+    await this.transport.flush?.();
     this.#unsubscribe?.();
-    await this.#consumer.close();
+    await this.#consumer.close(options);
   }
 
   /** Adds the publishing side's counters under `path` and the consumer's nested backends under `path/<name>`. */

@@ -6,6 +6,7 @@
 
 import { consoleLogger, type DiagnosticLogger } from "../diagnostics.ts";
 import type { TrackingEvent } from "../event.ts";
+import { PendingSet } from "../_pending.ts";
 import type { BusHandler, BusTransport } from "./transport.ts";
 
 /**
@@ -28,7 +29,7 @@ import type { BusHandler, BusTransport } from "./transport.ts";
  */
 export class InProcessBus implements BusTransport {
   readonly #topics = new Map<string, Set<BusHandler>>();
-  readonly #pending = new Set<Promise<void>>();
+  readonly #pending = new PendingSet();
   readonly #logger: DiagnosticLogger;
 
   /** Creates a bus; handler failures go to `logger`. */
@@ -41,10 +42,11 @@ export class InProcessBus implements BusTransport {
     const handlers = this.#topics.get(topic);
     if (handlers === undefined) return;
     for (const handler of handlers) {
-      const delivery = Promise.resolve().then(() => handler(event)).then(undefined, (error) => {
-        this.#logger.error(`Event bus subscriber of "${topic}" failed on event "${event.name}"`, error);
-      }).finally(() => this.#pending.delete(delivery));
-      this.#pending.add(delivery);
+      this.#pending.add(
+        Promise.resolve().then(() => handler(event)).then(undefined, (error) => {
+          this.#logger.error(`Event bus subscriber of "${topic}" failed on event "${event.name}"`, error);
+        }),
+      );
     }
   }
 
@@ -61,7 +63,7 @@ export class InProcessBus implements BusTransport {
 
   /** Resolves when every published event has been handled. */
   async flush(): Promise<void> {
-    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    await this.#pending.settled();
   }
 
   /** Flushes, then drops every subscription. */

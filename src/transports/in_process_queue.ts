@@ -52,11 +52,11 @@ export class InProcessQueue implements QueueTransport {
   readonly #concurrency: number;
   #ready: QueueMessage[] = [];
   #head = 0;
-  #delayed = 0;
   #inFlight = 0;
   #consumer: QueueConsumer | undefined;
   #scheduled: ReturnType<typeof setTimeout> | undefined;
-  readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+  // Messages waiting for a retry, by their timer.
+  readonly #delayed = new Map<ReturnType<typeof setTimeout>, QueueMessage>();
   #idle: (() => void)[] = [];
   #closed = false;
   #running = false;
@@ -74,7 +74,7 @@ export class InProcessQueue implements QueueTransport {
 
   /** Messages waiting, delayed for a retry, or in delivery. */
   get depth(): number {
-    return this.#ready.length - this.#head + this.#delayed + this.#inFlight;
+    return this.#ready.length - this.#head + this.#delayed.size + this.#inFlight;
   }
 
   /** Why the last refused message was refused. */
@@ -93,14 +93,27 @@ export class InProcessQueue implements QueueTransport {
 
   /** Queues the message again after `delayMs`. */
   retry(message: QueueMessage, delayMs: number): void {
-    this.#delayed++;
     const timer = setTimeout(() => {
-      this.#timers.delete(timer);
-      this.#delayed--;
+      this.#delayed.delete(timer);
       this.#ready.push(message);
       this.#schedule();
     }, delayMs);
-    this.#timers.add(timer);
+    this.#delayed.set(timer, message);
+  }
+
+  /** Removes and returns the messages waiting or delayed for a retry, and refuses new ones. */
+  abandon(): QueueMessage[] {
+    this.#closed = true;
+    const abandoned = this.#ready.slice(this.#head);
+    this.#ready = [];
+    this.#head = 0;
+    for (const [timer, message] of this.#delayed) {
+      clearTimeout(timer);
+      abandoned.push(message);
+    }
+    this.#delayed.clear();
+    this.#notifyIdle();
+    return abandoned;
   }
 
   /** Starts consuming. */

@@ -17,6 +17,16 @@ export interface QueueMessage {
   readonly targets?: readonly string[];
   /** Delivery attempts made so far. */
   readonly attempts: number;
+  /**
+   * Called once, when the event's fate on this branch is final. It is local to
+   * the process that enqueued the message and is never serialised. A transport
+   * that delivers in this process leaves it to the router (called with no
+   * argument once the event is delivered to every target or dead-lettered); a
+   * transport that hands messages to another process (Cloudflare Queues) calls
+   * it once the queue has stored the message, or with the error when it could
+   * not.
+   */
+  readonly settle?: (error?: unknown) => void;
 }
 
 /** Called by a queue transport with a batch of messages to deliver. It never rejects. */
@@ -45,6 +55,12 @@ export interface QueueTransport {
   flush(): Promise<void>;
   /** Flushes, then stops; later `enqueue` calls return `false`. */
   close(): Promise<void>;
+  /**
+   * Removes and returns every message still waiting or delayed for a retry
+   * (not those in delivery), and refuses new ones: a bounded shutdown
+   * dead-letters them.
+   */
+  abandon(): QueueMessage[];
 }
 
 /** Receives events published on a bus topic. */

@@ -68,3 +68,25 @@ Deno.test("InProcessQueue keeps up to `concurrency` batches in delivery at once"
   await queue.close();
   assert.deepEqual(started, [["a", "b"], ["c", "d"], ["e"]]);
 });
+
+Deno.test("InProcessQueue.abandon() hands back what waits or is delayed for a retry, and refuses new messages", async () => {
+  const queue = new InProcessQueue({ capacity: 10, batchSize: 1, concurrency: 1 });
+  let release!: () => void;
+  const delivered: string[] = [];
+  queue.start(async (batch) => {
+    delivered.push(...batch.map((m) => m.event.name));
+    await new Promise<void>((resolve) => release = resolve);
+  });
+  queue.enqueue(message("in-delivery"));
+  queue.enqueue(message("waiting"));
+  queue.retry(message("delayed", 1), 60_000);
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  const abandoned = queue.abandon().map((m) => m.event.name);
+  assert.deepEqual(abandoned.sort(), ["delayed", "waiting"]);
+  assert.deepEqual(delivered, ["in-delivery"]);
+  assert.equal(queue.enqueue(message("late")), false);
+  assert.equal(queue.lastRefusal, "queue closed");
+  release();
+  await queue.flush();
+  assert.equal(queue.depth, 0);
+});
