@@ -25,6 +25,9 @@ const CONSOLE_METHOD: Record<LogLevel, "debug" | "info" | "warn" | "error"> = {
 /** The reference's default limit on an event's JSON size, in characters. */
 export const MAX_EVENT_SIZE = 1024;
 
+/** The default bound of a file-writing {@linkcode LoggerBackend}'s buffer, in lines queued or being written. */
+export const MAX_PENDING_LINES = 100_000;
+
 /** Options of {@linkcode LoggerBackend}. */
 export interface LoggerBackendOptions {
   /** A label for this log, used in diagnostics (the reference's logger name). @default "event-tracking" */
@@ -37,13 +40,28 @@ export interface LoggerBackendOptions {
    * @default 1024
    */
   maxEventSize?: number | null;
-  /** Append to this JSON-lines file instead of writing to the console. */
+  /**
+   * Append to this JSON-lines file instead of writing to the console. Its
+   * parent directories are created; a torn last line left by an interrupted
+   * write is removed when the file is opened.
+   */
   path?: string;
+  /**
+   * With `path`: the most lines queued or being written at once. Beyond it
+   * `send` rejects with a `RangeError` (counted `failed`), so that the caller
+   * retries or dead-letters the event; `saturation()` is the buffer's fill.
+   * @default 100000
+   */
+  maxPendingLines?: number;
   /** Call this with each line instead of writing to the console or a file. */
   write?: (line: string) => void;
   /** How often, at most, oversized events are reported, in milliseconds. @default 60000 */
   reportIntervalMs?: number;
-  /** Where oversized events and write failures are reported. @default consoleLogger */
+  /**
+   * Where oversized events and torn lines removed from the file are reported
+   * (write failures reject `send`: its caller counts and reports them).
+   * @default consoleLogger
+   */
   logger?: DiagnosticLogger;
 }
 
@@ -51,6 +69,23 @@ export interface LoggerBackendOptions {
  * Writes one JSON line per event. Events longer than `maxEventSize` are not
  * written: they are counted (`dropped` in the metrics) and reported at most
  * once per `reportIntervalMs`, and at flush — never dropped silently.
+ *
+ * `send` settles per event. To the console or a `write` function it returns
+ * once the line is written (and throws if `write` throws). To a file (`path`)
+ * it returns a promise that resolves once the line is in the file and rejects,
+ * with an error naming the path, if its write failed; the lines sent in the
+ * same tick share one append and one promise. `delivered` and `failed` are
+ * counted when that promise settles, and a failed line is not retried here:
+ * an `AsyncRoutingBackend` above retries and dead-letters it.
+ *
+ * The file buffer is bounded: beyond `maxPendingLines` lines queued or being
+ * written, `send` rejects at once with a `RangeError`, and `saturation()`
+ * reports how full the buffer is. When the file is opened and its last line
+ * is torn (a crash or a kill in the middle of a write), that partial line is
+ * truncated before anything is appended, and the removal is reported as a
+ * warning; a failed append has its torn line removed too, so the file only
+ * ever holds whole lines. `close()` flushes, then syncs the file's data to
+ * disk (`datasync`) before closing it.
  *
  * @example Write events to a function
  * ```ts
@@ -64,13 +99,29 @@ export interface LoggerBackendOptions {
  * tracker.emit("edx.ui.click", { x: 1 });
  * assert.deepEqual(JSON.parse(lines[0]).data, { x: 1 });
  * ```
+ *
+ * @example Append to a file, and know when each event is on disk
+ * ```ts
+ * import { LoggerBackend } from "@edx/event-tracking";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const log = new LoggerBackend({ path: `${dir}/events.jsonl` });
+ * const event = { id: "1", name: "edx.ui.click", timestamp: new Date().toISOString(), context: {}, data: {} };
+ * await log.send(event); // resolves once the line is written, rejects if it cannot be
+ * await log.close(); // flushes, syncs and closes the file
+ * assert.equal(JSON.parse(await Deno.readTextFile(`${dir}/events.jsonl`)).id, "1");
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export class LoggerBackend implements Backend {
   /** The label of this log. */
   readonly name: string;
   /** The longest line written, or `null` for unlimited. */
   readonly maxEventSize: number | null;
-  readonly #write: (line: string) => void;
+  /** The most lines queued or being written to the file at once. */
+  readonly maxPendingLines: number;
+  readonly #write: (line: string) => void = ignore;
   readonly #file: FileSink | undefined;
   readonly #logger: DiagnosticLogger;
   readonly #reportIntervalMs: number;
@@ -80,10 +131,11 @@ export class LoggerBackend implements Backend {
   #lastReport = -Infinity;
 
   /**
-   * Creates the backend.
+   * Creates the backend. Nothing is opened yet: a file is opened (and its
+   * parent directories created) by the first write.
    *
    * @throws {TypeError} If `level` is unknown, `write` is not a function or `path` not a string.
-   * @throws {RangeError} If `maxEventSize` is not `null` or a non-negative integer.
+   * @throws {RangeError} If `maxEventSize` is not `null` or a non-negative integer, or `maxPendingLines` not a positive integer.
    */
   constructor(options: LoggerBackendOptions = {}) {
     const level = (options.level ?? "info").toLowerCase() as LogLevel;
@@ -100,8 +152,15 @@ export class LoggerBackend implements Backend {
         `Cannot create LoggerBackend as 'maxEventSize' must be null or a non-negative integer: current value is ${max}`,
       );
     }
+    const maxPending = options.maxPendingLines ?? MAX_PENDING_LINES;
+    if (!(Number.isInteger(maxPending) && maxPending >= 1)) {
+      throw new RangeError(
+        `Cannot create LoggerBackend as 'maxPendingLines' must be a positive integer: current value is ${maxPending}`,
+      );
+    }
     this.name = options.name ?? "event-tracking";
     this.maxEventSize = max;
+    this.maxPendingLines = maxPending;
     this.#logger = options.logger ?? consoleLogger;
     this.#reportIntervalMs = options.reportIntervalMs ?? 60_000;
     if (options.write !== undefined) {
@@ -113,46 +172,97 @@ export class LoggerBackend implements Backend {
       if (typeof options.path !== "string" || options.path === "") {
         throw new TypeError("Cannot create LoggerBackend: 'path' must be a non-empty string");
       }
-      const file = new FileSink(options.path, (lines, error) => {
-        this.#counters.failed += lines;
-        this.#counters.delivered -= lines;
-        this.#logger.error(`LoggerBackend "${this.name}" lost ${lines} event(s) writing ${options.path}`, error);
+      const path = options.path;
+      this.#file = new FileSink(path, {
+        label: `LoggerBackend "${this.name}"`,
+        onSettled: (lines, error) => {
+          if (error === undefined) this.#counters.delivered += lines;
+          else this.#counters.failed += lines;
+        },
+        onRepair: (bytes) =>
+          this.#logger.warn(
+            `LoggerBackend "${this.name}" removed ${bytes} byte(s) of a torn last line from ${path} (a write was interrupted)`,
+          ),
       });
-      this.#file = file;
-      this.#write = (line) => file.write(line);
     } else {
       const method = CONSOLE_METHOD[level];
       this.#write = (line) => console[method](line);
     }
   }
 
-  /** Writes the event as one JSON line, unless it is longer than `maxEventSize`. */
-  send(event: TrackingEvent): void {
+  /**
+   * Writes the event as one JSON line, unless it is longer than `maxEventSize`
+   * (then it is counted `dropped`, reported, and nothing is returned).
+   *
+   * @returns With `path`, a promise that resolves once the line is in the file
+   * (shared by the lines sent in the same tick); otherwise nothing, once written.
+   * @throws {TypeError} If the event cannot be represented as JSON.
+   * @throws If the `write` function throws.
+   */
+  send(event: TrackingEvent): void | Promise<void> {
     this.#counters.received++;
-    const line = serializeEvent(event);
+    let line: string;
+    try {
+      line = serializeEvent(event);
+    } catch (error) {
+      this.#counters.failed++;
+      throw error;
+    }
     if (this.maxEventSize !== null && line.length > this.maxEventSize) {
       this.#oversized(line.length);
       return;
     }
-    this.#write(line);
+    const file = this.#file;
+    if (file !== undefined) {
+      if (file.pending >= this.maxPendingLines) return this.#refuse(file);
+      return file.write(line);
+    }
+    try {
+      this.#write(line);
+    } catch (error) {
+      this.#counters.failed++;
+      throw error;
+    }
     this.#counters.delivered++;
   }
 
-  /** Reports oversized events not yet reported, and waits for file writes. */
+  /** Reports oversized events not yet reported, and waits for the file writes in progress (a failed write is not retried). */
   async flush(): Promise<void> {
     if (this.#unreported > 0) this.#report();
     await this.#file?.flush();
   }
 
-  /** Flushes, then closes the file, if any. */
+  /**
+   * Flushes, then syncs the file's data to disk and closes it, if any. A later
+   * `send` opens the file again.
+   *
+   * @throws {Error} If the file could not be synced or closed.
+   */
   async close(): Promise<void> {
     await this.flush();
     await this.#file?.close();
   }
 
-  /** Adds this backend's counters under `path`; `dropped` counts oversized events. */
+  /** How full the file buffer is: lines queued or being written / `maxPendingLines` (0 without a file). */
+  saturation(): number {
+    return this.#file === undefined ? 0 : Math.min(1, this.#file.pending / this.maxPendingLines);
+  }
+
+  /** Adds this backend's counters under `path`; `dropped` counts oversized events, `queueDepth` lines not yet written. */
   collectMetrics(path: string, into: MetricsSnapshot): void {
     into[path] = { ...this.#counters, queueDepth: this.#file?.pending ?? 0 };
+  }
+
+  #refuse(file: FileSink): Promise<void> {
+    this.#counters.failed++;
+    const refused = Promise.reject(
+      new RangeError(
+        `LoggerBackend "${this.name}": buffer full writing ${file.path} (capacity ${this.maxPendingLines} lines, maxPendingLines)`,
+      ),
+    );
+    // Like a batch's, this rejection is counted here and never goes unhandled.
+    refused.catch(ignore);
+    return refused;
   }
 
   #oversized(size: number): void {
@@ -171,3 +281,5 @@ export class LoggerBackend implements Backend {
     this.#largest = 0;
   }
 }
+
+function ignore(): void {}

@@ -94,20 +94,33 @@ Deno.test("LoggerBackend with a path appends JSON lines that equal the emitted e
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("LoggerBackend reports and counts lines it could not write to its file", async () => {
+Deno.test("LoggerBackend rejects, and counts failed, the lines it could not write to its file", async () => {
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(`${dir}/file`, "");
+  const path = `${dir}/file/cannot-be-a-directory.jsonl`;
   const logger = new RecordingLogger();
-  const backend = new LoggerBackend({ path: `${dir}/file/cannot-be-a-directory.jsonl`, logger });
-  backend.send(event({}));
-  backend.send(event({}));
+  const backend = new LoggerBackend({ path, logger });
+  const sent = [backend.send(event({})), backend.send(event({}))];
+  for (const promise of sent) {
+    await assert.rejects(promise as Promise<void>, (error: Error) => error.message.includes(path));
+  }
   await backend.close();
-  assert.equal(logger.errors.length, 1);
-  assert.match(logger.errors[0].message, /lost 2 event\(s\) writing/);
   const metrics: Record<string, { failed: number; delivered: number }> = {};
   backend.collectMetrics("log", metrics as never);
   assert.deepEqual([metrics.log.failed, metrics.log.delivered], [2, 0]);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("LoggerBackend.send() throws what its write function throws, and counts it failed", () => {
+  const backend = new LoggerBackend({
+    write() {
+      throw new Error("disk full");
+    },
+  });
+  assert.throws(() => backend.send(event({})), /disk full/);
+  const metrics: Record<string, { failed: number; delivered: number; received: number }> = {};
+  backend.collectMetrics("log", metrics as never);
+  assert.deepEqual([metrics.log.received, metrics.log.delivered, metrics.log.failed], [1, 0, 1]);
 });
 
 // spec §10.8 test_unserializable_event, test_event_with_datetime_fields
