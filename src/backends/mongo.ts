@@ -21,14 +21,19 @@ import {
   MongoServerError,
   MongoServerSelectionError,
 } from "mongodb";
-import type { Backend } from "../backend.ts";
+import type { Backend, CloseOptions } from "../backend.ts";
+import { Backoff } from "../_backoff.ts";
+import { PendingSet } from "../_pending.ts";
 import { eventObjectId, type MongoEventDocument, toMongoDocument } from "./mongo_document.ts";
 import { checkOptions, type EngineFactory, MONGO_ENGINE_NAMES, registerEngine } from "../config.ts";
 import { consoleLogger, type DiagnosticLogger, typeName } from "../diagnostics.ts";
 import type { TrackingEvent } from "../event.ts";
 import { type BackendMetrics, emptyMetrics, type MetricsSnapshot } from "../metrics.ts";
 
-/** Options of {@linkcode MongoBackend}: the reference's connection options, plus batching and retries. */
+/**
+ * Options of {@linkcode MongoBackend}: the reference's connection options,
+ * plus timeouts, batching and (optional) retries.
+ */
 export interface MongoBackendOptions {
   /** A connection string, as in `MONGODB_URI`; excludes `host` and `port`. */
   uri?: string;
@@ -44,19 +49,44 @@ export interface MongoBackendOptions {
   database?: string;
   /** The collection. @default "events" */
   collection?: string;
-  /** More `MongoClient` options (never mutated). Writes are acknowledged unless this sets `w: 0`. @default {} */
+  /**
+   * More `MongoClient` options (never mutated). Writes are acknowledged unless this sets `w: 0`;
+   * its `serverSelectionTimeoutMS` and `connectTimeoutMS`, when set, win over the options below. @default {}
+   */
   extra?: Readonly<MongoClientOptions>;
   /** Use this client instead of creating one (it is not closed by `close()`); excludes the connection options. */
   client?: MongoClient;
+  /**
+   * How long a write waits for a usable server before it fails, in milliseconds (the driver's
+   * `serverSelectionTimeoutMS`, whose own default is 30 s): with MongoDB down or not answering,
+   * `send` rejects after about this long. `0` waits without limit. A `serverSelectionTimeoutMS`
+   * in `extra` or in `uri` wins. @default 5000
+   */
+  serverSelectionTimeoutMs?: number;
+  /**
+   * How long opening one connection (TCP, TLS and handshake) may take, in milliseconds (the
+   * driver's `connectTimeoutMS`, whose own default is 30 s), so that a server that accepts
+   * connections but never answers is found out. `0` waits without limit. A `connectTimeoutMS`
+   * in `extra` or in `uri` wins. @default 5000
+   */
+  connectTimeoutMs?: number;
   /** The most events written by one `insertMany`. @default 500 */
   batchSize?: number;
   /** How long the first event of a partial batch waits for more, in milliseconds. @default 50 */
   flushIntervalMs?: number;
   /** The most batches being written at once. @default 2 */
   maxConcurrentBatches?: number;
-  /** How often a batch is retried after a transient error (network, server restarting). @default 5 */
+  /**
+   * How often this backend itself retries a batch after a transient error (network, server
+   * restarting). By default it does not: `send` rejects after one attempt, and the retries are
+   * left to the router that owns them (`AsyncRoutingBackend`'s `maxAttempts`, then its
+   * dead letters). Set it for a sink used without an async router. @default 0
+   */
   maxRetries?: number;
-  /** The delay before the first retry, in milliseconds; it doubles at each retry, up to 10 s. @default 100 */
+  /**
+   * The nominal delay before the first of this backend's own retries, in milliseconds; it doubles
+   * at each retry, up to 10 s, with jitter (each delay is 50–100 % of it). @default 100
+   */
   retryDelayMs?: number;
   /** The most events buffered or being written; beyond it `send` rejects at once. @default 100000 */
   maxQueueSize?: number;
@@ -68,6 +98,7 @@ export interface MongoBackendOptions {
 const TRANSIENT_CODES = new Set([6, 7, 64, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 134]);
 const DUPLICATE_KEY = 11000;
 const MAX_RETRY_DELAY_MS = 10_000;
+const DEFAULT_TIMEOUT_MS = 5_000;
 const INSERT_OPTIONS = { ordered: false } as const;
 // deno-lint-ignore no-explicit-any
 const INDEXES: { key: any; name: string }[] = [
@@ -136,16 +167,24 @@ interface Attempt {
  * (`timestamp` a BSON date, `_id` from {@linkcode eventObjectId}).
  *
  * `send` buffers the event and returns a promise that resolves once the batch
- * holding it is acknowledged, or rejects once it cannot be written (the retries
- * for transient errors exhausted, or MongoDB refused that document). Batches
- * are unordered `insertMany` calls, sent when `batchSize` events are buffered
- * or `flushIntervalMs` after the first. Writing is idempotent: a duplicate-key
+ * holding it is acknowledged, or rejects once it cannot be written (MongoDB
+ * unreachable, or it refused that document). Batches are unordered
+ * `insertMany` calls, sent when `batchSize` events are buffered or
+ * `flushIntervalMs` after the first. Writing is idempotent: a duplicate-key
  * error for an event already stored counts as delivered, so a batch can be
  * retried, and an event redelivered, without creating a second document.
+ *
+ * It fails fast and leaves retries to the async router: by default a batch is
+ * tried once, and a server that cannot be reached fails it within
+ * `serverSelectionTimeoutMs` (5 s), so a dead MongoDB never holds the
+ * collector's queues or its shutdown. Put it behind an `AsyncRoutingBackend`,
+ * which retries each failed event with backoff and then dead-letters it;
+ * `maxRetries` makes the backend retry transient errors itself instead.
  *
  * Nothing connects until the first batch; the indexes on `name` and
  * `timestamp` (descending) are then created once (a failure is logged, not
  * fatal). The driver reconnects by itself after a network error or a restart.
+ * `close({ deadlineMs })` returns within the deadline even if MongoDB hangs.
  *
  * @example Create and close without connecting
  * ```ts
@@ -171,16 +210,19 @@ export class MongoBackend implements Backend {
   readonly #flushIntervalMs: number;
   readonly #maxConcurrent: number;
   readonly #maxRetries: number;
-  readonly #retryDelayMs: number;
+  readonly #backoff: Backoff;
   readonly #maxQueueSize: number;
   readonly #counters: BackendMetrics = emptyMetrics();
   readonly #ready: Batch[] = [];
-  readonly #writing = new Set<Promise<void>>();
+  /** The batch writes and the index creation in progress: what `flush` waits for. */
+  readonly #pending = new PendingSet();
+  /** Cancels the backoff waits once `close` has given up on the writes in progress. */
+  readonly #abandon = new AbortController();
+  #writing = 0;
   #open: Batch | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #queued = 0;
   #indexes: "todo" | "running" | "done" = "todo";
-  #indexing: Promise<void> | undefined;
   #used = false;
   #closed: Promise<void> | undefined;
 
@@ -229,8 +271,13 @@ export class MongoBackend implements Backend {
     this.#batchSize = integer("batchSize", 500, 1, "a positive integer");
     this.#flushIntervalMs = duration("flushIntervalMs", 50);
     this.#maxConcurrent = integer("maxConcurrentBatches", 2, 1, "a positive integer");
-    this.#maxRetries = integer("maxRetries", 5, 0, "a non-negative integer");
-    this.#retryDelayMs = duration("retryDelayMs", 100);
+    this.#maxRetries = integer("maxRetries", 0, 0, "a non-negative integer");
+    this.#backoff = new Backoff("MongoBackend", {
+      initialMs: duration("retryDelayMs", 100),
+      maxMs: MAX_RETRY_DELAY_MS,
+    });
+    const serverSelectionTimeoutMs = duration("serverSelectionTimeoutMs", DEFAULT_TIMEOUT_MS);
+    const connectTimeoutMs = duration("connectTimeoutMs", DEFAULT_TIMEOUT_MS);
     this.#maxQueueSize = integer("maxQueueSize", 100_000, 1, "a positive integer");
     const logger = o.logger ?? consoleLogger;
     if (typeof logger?.warn !== "function" || typeof logger.error !== "function") {
@@ -239,7 +286,16 @@ export class MongoBackend implements Backend {
       );
     }
     this.#logger = logger;
-    exclusive("client", ["uri", "host", "port", "user", "password", "extra"]);
+    exclusive("client", [
+      "uri",
+      "host",
+      "port",
+      "user",
+      "password",
+      "extra",
+      "serverSelectionTimeoutMs",
+      "connectTimeoutMs",
+    ]);
     exclusive("uri", ["host", "port"]);
     const uri = text("uri");
     const host = text("host") ?? "localhost";
@@ -295,6 +351,13 @@ export class MongoBackend implements Backend {
       this.#ownsClient = false;
     } else {
       const clientOptions: MongoClientOptions = { ...extra };
+      // Short timeouts unless the user chose theirs (in `extra` or in the URI): a dead server fails a write fast.
+      if (extra.serverSelectionTimeoutMS === undefined && !/[?&]serverSelectionTimeoutMS=/i.test(uri ?? "")) {
+        clientOptions.serverSelectionTimeoutMS = serverSelectionTimeoutMs;
+      }
+      if (extra.connectTimeoutMS === undefined && !/[?&]connectTimeoutMS=/i.test(uri ?? "")) {
+        clientOptions.connectTimeoutMS = connectTimeoutMs;
+      }
       if (user !== undefined) {
         clientOptions.auth = { username: user, password: o.password ?? "" };
         if (extra.authSource === undefined && !/[?&]authSource=/i.test(uri ?? "")) {
@@ -357,20 +420,54 @@ export class MongoBackend implements Backend {
     return result;
   }
 
-  /** Writes the partial batch now; resolves when every event sent so far is stored or has failed. */
+  /**
+   * Writes the partial batch now; resolves when every event sent so far is
+   * stored or has failed (with an unreachable server, within
+   * `serverSelectionTimeoutMs`, plus the backoff of `maxRetries` if set).
+   */
   async flush(): Promise<void> {
     this.#seal();
-    while (this.#writing.size > 0 || this.#indexing !== undefined) {
-      await Promise.allSettled([...this.#writing, this.#indexing]);
-    }
+    await this.#pending.settled();
   }
 
-  /** Flushes, then closes the client unless it was given in the options. Later sends reject. */
-  close(): Promise<void> {
+  /**
+   * Flushes, then closes the client unless it was given in the options. Later
+   * sends reject.
+   *
+   * With `deadlineMs`, it resolves within about that time: if the flush has
+   * not finished by then it stops waiting for it (the router that set the
+   * deadline has dead-lettered those events), stops retrying, closes the
+   * client (which fails the writes in progress) and resolves. A second call
+   * returns the first call's promise.
+   */
+  close(options?: CloseOptions): Promise<void> {
     return this.#closed ??= (async () => {
-      await this.flush();
-      if (this.#ownsClient && this.#used) await this.#client.close();
+      const deadlineMs = options?.deadlineMs;
+      const flushed = this.flush();
+      let finished = true;
+      if (typeof deadlineMs === "number" && deadlineMs < Infinity) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const expired = new Promise<false>((resolve) =>
+          timer = setTimeout(() => resolve(false), Math.max(0, deadlineMs))
+        );
+        finished = await Promise.race([flushed.then(() => true), expired]);
+        clearTimeout(timer);
+      } else {
+        await flushed;
+      }
+      if (!finished) {
+        this.#abandon.abort();
+        this.#logger.warn(
+          `MongoBackend closed before ${this.#queued} event(s) were written to ${this.database}.${this.collection}: the ${deadlineMs} ms deadline expired`,
+        );
+      }
+      if (this.#ownsClient && this.#used) await this.#client.close(!finished);
     })();
+  }
+
+  /** How full the queue is: events buffered or being written, over `maxQueueSize`. */
+  saturation(): number {
+    return Math.min(1, this.#queued / this.#maxQueueSize);
   }
 
   /** Adds this backend's counters under `path`; `queueDepth` counts events buffered or being written. */
@@ -395,13 +492,15 @@ export class MongoBackend implements Backend {
       this.#ready.push(this.#open);
       this.#open = undefined;
     }
-    while (this.#writing.size < this.#maxConcurrent && this.#ready.length > 0) {
+    while (this.#writing < this.#maxConcurrent && this.#ready.length > 0) {
       const batch = this.#ready.shift()!;
-      const writing: Promise<void> = this.#write(batch).finally(() => {
-        this.#writing.delete(writing);
-        this.#seal();
-      });
-      this.#writing.add(writing);
+      this.#writing++;
+      this.#pending.add(
+        this.#write(batch).finally(() => {
+          this.#writing--;
+          this.#seal();
+        }),
+      );
     }
   }
 
@@ -421,17 +520,19 @@ export class MongoBackend implements Backend {
       for (const [i, error] of attempt.failed) failures.set(global(i), error);
       if (attempt.retry.length === 0) break;
       const next = attempt.retry.map(global);
-      if (retries >= this.#maxRetries) {
-        const error = new Error(
-          `Cannot write ${next.length} event(s) to MongoDB ${this.database}.${this.collection}: still failing after ${this.#maxRetries} retries`,
+      if (retries >= this.#maxRetries || this.#abandon.signal.aborted) {
+        // Without retries of its own, the backend fails with the driver's error as is: the router retries.
+        const error = retries === 0 && attempt.cause !== undefined ? attempt.cause : new Error(
+          `Cannot write ${next.length} event(s) to MongoDB ${this.database}.${this.collection}: still failing after ${retries} retries: ${
+            (attempt.cause as Error)?.message ?? String(attempt.cause)
+          }`,
           { cause: attempt.cause },
         );
         for (const i of next) failures.set(i, error);
         break;
       }
       this.#counters.retried += next.length;
-      const delay = Math.min(this.#retryDelayMs * 2 ** retries, MAX_RETRY_DELAY_MS);
-      await new Promise((resolve) => setTimeout(resolve, delay * (0.8 + Math.random() * 0.4)));
+      await this.#waitBeforeRetry(retries + 1);
       indices = next;
     }
     if (failures.size > 0) {
@@ -447,9 +548,31 @@ export class MongoBackend implements Backend {
     batch.settle(failures.size > 0 ? failures : undefined);
   }
 
+  /** The backoff delay after attempt number `attempt`; cut short when `close` gives up on the writes. */
+  async #waitBeforeRetry(attempt: number): Promise<void> {
+    const signal = this.#abandon.signal;
+    const ms = this.#backoff.delay(attempt);
+    if (ms <= 0 || signal.aborted) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener("abort", done);
+    });
+  }
+
   /** One `insertMany`; sorts the documents into stored, to retry and failed. */
   async #attempt(docs: MongoEventDocument[]): Promise<Attempt> {
     try {
+      // After close gave up, never connect again (connect() would reopen a closed client).
+      if (this.#abandon.signal.aborted) {
+        throw new Error(
+          `Cannot write ${docs.length} event(s) to MongoDB ${this.database}.${this.collection} as the backend was closed before they were written`,
+        );
+      }
       this.#used = true;
       await this.#client.connect();
       if (this.#indexes === "todo") this.#createIndexes();
@@ -532,7 +655,7 @@ export class MongoBackend implements Backend {
 
   #createIndexes(): void {
     this.#indexes = "running";
-    this.#indexing = (async () => {
+    this.#pending.add((async () => {
       try {
         await this.#target.createIndexes(INDEXES);
         this.#indexes = "done";
@@ -543,10 +666,8 @@ export class MongoBackend implements Backend {
           `MongoBackend could not create the indexes on name and timestamp of ${this.database}.${this.collection}; events are still written`,
           error,
         );
-      } finally {
-        this.#indexing = undefined;
       }
-    })();
+    })());
   }
 }
 
@@ -564,6 +685,8 @@ const MONGO_OPTIONS = [
   "batchSize",
   "flushIntervalMs",
   "maxConcurrentBatches",
+  "serverSelectionTimeoutMs",
+  "connectTimeoutMs",
   "maxRetries",
   "retryDelayMs",
   "maxQueueSize",

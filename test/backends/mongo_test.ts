@@ -5,9 +5,11 @@
  */
 
 import assert from "node:assert/strict";
-import { type Document, MongoClient, MongoServerError } from "mongodb";
+import { type Document, MongoClient, MongoServerError, MongoServerSelectionError } from "mongodb";
 import {
+  AsyncRoutingBackend,
   createTracker,
+  type DeadLetter,
   emptyMetrics,
   InMemoryBackend,
   type MetricsSnapshot,
@@ -79,6 +81,17 @@ Deno.test("MongoBackend() rejects bad options, naming the option and its current
     [{ maxConcurrentBatches: 0 }, RangeError, "'maxConcurrentBatches' must be a positive integer"],
     [{ maxQueueSize: 0 }, RangeError, "'maxQueueSize' must be a positive integer"],
     [{ retryDelayMs: Infinity }, RangeError, "'retryDelayMs' must be a non-negative number: current value is Infinity"],
+    [
+      { serverSelectionTimeoutMs: -1 },
+      RangeError,
+      "Cannot create MongoBackend as 'serverSelectionTimeoutMs' must be a non-negative number: current value is -1",
+    ],
+    [
+      { connectTimeoutMs: "5000" as never },
+      RangeError,
+      `'connectTimeoutMs' must be a non-negative number: current value is "5000"`,
+    ],
+    [{ connectTimeoutMs: NaN }, RangeError, "'connectTimeoutMs' must be a non-negative number: current value is NaN"],
     [{ port: 70000 }, RangeError, "'port' must be an integer from 1 to 65535: current value is 70000"],
     [{ host: "" }, TypeError, `'host' must be a non-empty string: current value is ""`],
     [{ uri: "mongodb://a", host: "b" }, TypeError, "'uri' and 'host' exclude each other"],
@@ -86,6 +99,11 @@ Deno.test("MongoBackend() rejects bad options, naming the option and its current
       { client: new MongoClient("mongodb://a"), uri: "mongodb://a" },
       TypeError,
       "'client' and 'uri' exclude each other",
+    ],
+    [
+      { client: new MongoClient("mongodb://a"), serverSelectionTimeoutMs: 100 },
+      TypeError,
+      "'client' and 'serverSelectionTimeoutMs' exclude each other",
     ],
     [{ uri: "http://example.com" }, TypeError, "its connection options are not valid"],
     [{ password: "secret" }, TypeError, "'password' is given without 'user'"],
@@ -309,6 +327,206 @@ Deno.test("MongoBackend.send() rejects once its retries are exhausted, and an un
   assert.equal(logger.errors.length, 1);
 });
 
+/** A generous bound that proves a call does not hang (the driver's own timeouts are 30 s); not a timing assertion. */
+const NO_HANG_MS = 20_000;
+
+/** A loopback server that accepts connections and never answers: a hung MongoDB. */
+function silentServer(): { uri: string; close(): Promise<void> } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) conns.push(conn);
+    } catch { /* closed */ }
+  })();
+  return {
+    uri: `mongodb://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/?directConnection=true`,
+    async close() {
+      listener.close();
+      await accepting;
+      for (const conn of conns) conn.close();
+    },
+  };
+}
+
+/** How a promise settled, and after how many milliseconds. */
+async function timed(promise: Promise<unknown>): Promise<{ ms: number; error?: Error }> {
+  const started = performance.now();
+  try {
+    await promise;
+    return { ms: performance.now() - started };
+  } catch (error) {
+    return { ms: performance.now() - started, error: error as Error };
+  }
+}
+
+Deno.test("MongoBackend with default options fails fast when MongoDB is down or does not answer", async () => {
+  // No retries of its own and 5 s timeouts, where the driver would wait 30 s: the router owns the retries.
+  const silent = silentServer();
+  try {
+    const down = new MongoBackend({
+      uri: `mongodb://127.0.0.1:${freePort()}/?directConnection=true`,
+      logger: new RecordingLogger(),
+    });
+    const hung = new MongoBackend({ uri: silent.uri, logger: new RecordingLogger() });
+    const [event] = makeEvents(1);
+    const [refused, unanswered] = await Promise.all([timed(down.send(event)), timed(hung.send(event))]);
+    console.log(`port closed: send rejected after ${Math.round(refused.ms)} ms (${refused.error?.message})`);
+    console.log(`server silent: send rejected after ${Math.round(unanswered.ms)} ms (${unanswered.error?.message})`);
+    assert.ok(refused.error instanceof MongoServerSelectionError, String(refused.error));
+    assert.ok(unanswered.error instanceof MongoServerSelectionError, String(unanswered.error));
+    assert.match(unanswered.error.message, /timed out/);
+    assert.ok(refused.ms < NO_HANG_MS && unanswered.ms < NO_HANG_MS, `${refused.ms} ms, ${unanswered.ms} ms`);
+    for (const mongo of [down, hung]) {
+      const closed = await timed(mongo.close());
+      console.log(`close() resolved after ${Math.round(closed.ms)} ms`);
+      assert.equal(closed.error, undefined);
+      assert.ok(closed.ms < NO_HANG_MS, `${closed.ms} ms`);
+      const metrics: MetricsSnapshot = {};
+      mongo.collectMetrics("mongo", metrics);
+      assert.deepEqual([metrics.mongo.failed, metrics.mongo.retried, metrics.mongo.queueDepth], [1, 0, 0]);
+    }
+  } finally {
+    await silent.close();
+  }
+});
+
+Deno.test("MongoBackend passes its timeouts to the client unless 'extra' or 'uri' sets them", async () => {
+  const silent = silentServer();
+  const cases: [MongoBackendOptions, RegExp][] = [
+    [{ serverSelectionTimeoutMs: 300, connectTimeoutMs: 0 }, /^Server selection timed out after 300 ms$/],
+    [
+      { serverSelectionTimeoutMs: 60_000, connectTimeoutMs: 0, extra: { serverSelectionTimeoutMS: 300 } },
+      /^Server selection timed out after 300 ms$/,
+    ],
+    [
+      { uri: `${silent.uri}&serverselectiontimeoutms=300`, serverSelectionTimeoutMs: 60_000, connectTimeoutMs: 0 },
+      /^Server selection timed out after 300 ms$/,
+    ],
+    [{ serverSelectionTimeoutMs: 600, connectTimeoutMs: 100 }, /^connection .* timed out$/],
+    [
+      { serverSelectionTimeoutMs: 600, connectTimeoutMs: 100, extra: { connectTimeoutMS: 0 } },
+      /^Server selection timed out after 600 ms$/,
+    ],
+    [
+      { uri: `${silent.uri}&connectTimeoutMS=0`, serverSelectionTimeoutMs: 600, connectTimeoutMs: 100 },
+      /^Server selection timed out after 600 ms$/,
+    ],
+  ];
+  try {
+    for (const [options, message] of cases) {
+      const mongo = new MongoBackend({ uri: silent.uri, logger: new RecordingLogger(), ...options });
+      await assert.rejects(mongo.send(makeEvents(1)[0]), (error: Error) => {
+        assert.ok(error instanceof MongoServerSelectionError, String(error));
+        assert.match(error.message, message, JSON.stringify(options));
+        return true;
+      });
+      await mongo.close();
+    }
+  } finally {
+    await silent.close();
+  }
+});
+
+Deno.test("AsyncRoutingBackend owns the retries of a dead MongoBackend and dead-letters every event", async () => {
+  const deadLetter = new InMemoryBackend();
+  const logger = new RecordingLogger();
+  const mongo = new MongoBackend({
+    uri: `mongodb://127.0.0.1:${freePort()}/?directConnection=true`,
+    serverSelectionTimeoutMs: 300,
+    logger,
+  });
+  const tracker = new Tracker({
+    backends: {
+      events: new AsyncRoutingBackend({
+        backendName: "events",
+        backends: { mongo },
+        maxAttempts: 2,
+        backoff: { initialMs: 0 },
+        deadLetter,
+        logger,
+      }),
+    },
+  });
+  for (let i = 0; i < 10; i++) tracker.emit("dead.mongo", { i });
+  const flushed = await timed(tracker.flush());
+  console.log(`tracker.flush() resolved after ${Math.round(flushed.ms)} ms`);
+  assert.equal(flushed.error, undefined);
+  const letters = deadLetter.events as DeadLetter[];
+  assert.equal(letters.length, 10);
+  assert.deepEqual(letters.map((letter) => (letter.data as { i: number }).i).sort((a, b) => a - b), [
+    ...Array(10).keys(),
+  ]);
+  for (const { deadLetter: info } of letters) {
+    assert.equal(info.backend, "mongo");
+    assert.equal(info.attempts, 2);
+    assert.match(info.error, /ECONNREFUSED|Server selection timed out/);
+  }
+  const metrics: MetricsSnapshot = {};
+  mongo.collectMetrics("mongo", metrics);
+  assert.deepEqual([metrics.mongo.received, metrics.mongo.failed, metrics.mongo.retried], [20, 20, 0]);
+  const closed = await timed(tracker.close());
+  assert.equal(closed.error, undefined);
+  assert.ok(closed.ms < NO_HANG_MS, `${closed.ms} ms`);
+});
+
+Deno.test("MongoBackend.close({ deadlineMs }) stops waiting for writes to a dead server", async () => {
+  // Server selection would wait a minute; in the second case a retry would wait 30 to 60 s.
+  const cases: MongoBackendOptions[] = [
+    { serverSelectionTimeoutMs: 60_000 },
+    { serverSelectionTimeoutMs: 50, maxRetries: 5, retryDelayMs: 60_000 },
+  ];
+  for (const options of cases) {
+    const logger = new RecordingLogger();
+    const mongo = new MongoBackend({
+      uri: `mongodb://127.0.0.1:${freePort()}/?directConnection=true`,
+      flushIntervalMs: 0,
+      logger,
+      ...options,
+    });
+    const sent = makeEvents(3).map((event) => mongo.send(event));
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the batch is being written, or waiting to retry
+    const closed = await timed(mongo.close({ deadlineMs: 200 }));
+    console.log(`close({ deadlineMs: 200 }) resolved after ${Math.round(closed.ms)} ms`);
+    assert.equal(closed.error, undefined);
+    assert.ok(closed.ms < 10_000, `${closed.ms} ms`);
+    // The writes given up on fail promptly, without connecting again.
+    const results = await Promise.allSettled(sent);
+    assert.deepEqual(results.map((result) => result.status), ["rejected", "rejected", "rejected"]);
+    assert.match(logger.warnings[0], /closed before 3 event\(s\) were written .*the 200 ms deadline expired/);
+    const metrics: MetricsSnapshot = {};
+    mongo.collectMetrics("mongo", metrics);
+    assert.deepEqual([metrics.mongo.failed, metrics.mongo.queueDepth], [3, 0]);
+    assert.equal(mongo.saturation(), 0);
+    await assert.rejects(mongo.send(makeEvents(1)[0]), /as it is closed/);
+  }
+});
+
+Deno.test("MongoBackend.close({ deadlineMs }) flushes as usual when MongoDB answers in time", async () => {
+  await withDatabase(async (database, inspect) => {
+    const logger = new RecordingLogger();
+    const mongo = backend(database, { flushIntervalMs: 60_000, logger });
+    const sent = makeEvents(3).map((event) => mongo.send(event));
+    await mongo.close({ deadlineMs: 10_000 });
+    await Promise.all(sent);
+    assert.deepEqual(logger.warnings, []);
+    assert.equal(await inspect.db(database).collection("events").countDocuments(), 3);
+  });
+});
+
+Deno.test("MongoBackend.saturation() is the share of maxQueueSize buffered or being written", async () => {
+  await withDatabase(async (database) => {
+    const mongo = backend(database, { batchSize: 10, flushIntervalMs: 60_000, maxQueueSize: 4 });
+    assert.equal(mongo.saturation(), 0);
+    const sent = makeEvents(3).map((event) => mongo.send(event));
+    assert.equal(mongo.saturation(), 0.75);
+    await mongo.flush();
+    await Promise.all(sent);
+    assert.equal(mongo.saturation(), 0);
+    await mongo.close();
+  });
+});
+
 Deno.test("MongoBackend.send() fails only the event MongoDB cannot store, without retrying it", async () => {
   await withDatabase(async (database, inspect) => {
     const [good] = makeEvents(1);
@@ -426,7 +644,15 @@ Deno.test("createTracker() builds MongoBackend from the reference's ENGINE and s
       backends: {
         mongo: {
           ENGINE: "eventtracking.backends.mongodb.MongoBackend",
-          OPTIONS: { uri: server.uri, database, collection: "tracking", batch_size: 10, flush_interval_ms: 5 },
+          OPTIONS: {
+            uri: server.uri,
+            database,
+            collection: "tracking",
+            batch_size: 10,
+            flush_interval_ms: 5,
+            server_selection_timeout_ms: 2_000,
+            connect_timeout_ms: 2_000,
+          },
         },
       },
     }, { logger: new RecordingLogger() });
