@@ -7,12 +7,13 @@
 
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { consoleLogger, type DiagnosticLogger } from "../diagnostics.ts";
+import type { TrackingEvent } from "../event.ts";
 import { toPrometheus } from "../metrics.ts";
 import type { Tracker } from "../tracker.ts";
 import { BearerAuth, type Tokens } from "./auth.ts";
 import { HttpError } from "./errors.ts";
 import { requestEmitter, trackingContext, type TrackingVariables } from "./tracking_context.ts";
-import { type CollectorLimits, parseEvents, readBody, resolveLimits } from "./validate.ts";
+import { ClientGone, type CollectorLimits, parseEvents, readBody, resolveLimits } from "./validate.ts";
 
 /** Options of {@linkcode createCollectorApp}. */
 export interface CollectorOptions {
@@ -24,6 +25,14 @@ export interface CollectorOptions {
   busSubscribe?: (c: Context) => Response | Promise<Response>;
   /** Keeps work alive after the response (a Worker passes `c.executionCtx.waitUntil`). */
   waitUntil?: (c: Context, work: Promise<unknown>) => void;
+  /**
+   * Takes the accepted events of one request into the tree; the 202 is sent
+   * only once it resolves, so it decides what a 202 guarantees. A rejection
+   * answers 503 with `Retry-After` (an {@linkcode HttpError} answers as itself).
+   * The Deno server passes its write-ahead log; the Worker waits for the
+   * Queue send. @default sends each event through the tracker, without waiting for delivery
+   */
+  intake?: (events: readonly TrackingEvent[]) => void | Promise<void>;
   /** Request limits. */
   limits?: CollectorLimits;
   /** The client's IP address. @default the `CF-Connecting-IP` header */
@@ -49,7 +58,9 @@ export type CollectorEnv = { Variables: TrackingVariables & { client: string } }
  *   without the right bearer token, `503` with `Retry-After` while the
  *   tracker's queues are nearly full or it is shutting down.
  * - `GET /v1/health` — no credentials needed.
- * - `GET /v1/metrics` — Prometheus text of `tracker.metrics()`.
+ * - `GET /v1/metrics` — Prometheus text of `tracker.metrics()`, plus
+ *   `event_tracking_client_disconnects_total`: requests whose client went
+ *   away mid-request (counted, not logged as errors).
  * - `GET /v1/bus/subscribe?pattern=…` — a WebSocket of bus events whose names match.
  *
  * Unknown routes answer `404` JSON; an internal error answers a plain `500`
@@ -77,14 +88,23 @@ export type CollectorEnv = { Variables: TrackingVariables & { client: string } }
  */
 export function createCollectorApp(options: CollectorOptions): Hono<CollectorEnv> {
   const { tracker, busSubscribe, waitUntil, clientIp } = options;
+  const intake = options.intake ?? ((events: readonly TrackingEvent[]) => {
+    for (const event of events) tracker.send(event);
+  });
   const shedAt = options.shedAt ?? 0.9;
   const logger = options.logger ?? consoleLogger;
   const limits = resolveLimits(options.limits);
   const auth = new BearerAuth(options.token);
   const app = new Hono<CollectorEnv>();
+  let clientsGone = 0;
 
   app.onError((error, c) => {
     if (typeof (error as HttpError).getResponse === "function") return (error as HttpError).getResponse();
+    // The client went away mid-request: nobody reads the answer, and nothing went wrong here.
+    if (error instanceof ClientGone || c.req.raw.signal.aborted) {
+      clientsGone++;
+      return c.body(null, 499 as never);
+    }
     logger.error(`Collector: internal error on ${c.req.method} ${new URL(c.req.url).pathname}`, error);
     return c.json({ error: "internal", message: "Internal server error" }, 500);
   });
@@ -112,7 +132,17 @@ export function createCollectorApp(options: CollectorOptions): Hono<CollectorEnv
         throw new HttpError(503, "overloaded", "The collector's queues are nearly full; retry later", undefined, 1);
       }
       const scope = c.get("trackingContext");
-      const ids = events.map((event) => requestEmitter(tracker, scope, event.context).emit(event.name, event.data));
+      const accepted = events.map((event) =>
+        requestEmitter(tracker, scope, event.context).createEvent(event.name, event.data)
+      );
+      try {
+        await intake(accepted);
+      } catch (error) {
+        if (error instanceof HttpError) throw error;
+        logger.error(`Collector: could not take in ${accepted.length} event(s); answered 503`, error);
+        throw new HttpError(503, "unavailable", "The collector could not store the events; retry later", undefined, 1);
+      }
+      const ids = accepted.map((event) => event.id);
       if (waitUntil !== undefined) {
         waitUntil(
           c,
@@ -125,7 +155,15 @@ export function createCollectorApp(options: CollectorOptions): Hono<CollectorEnv
 
   app.get(
     "/v1/metrics",
-    (c) => c.text(toPrometheus(tracker.metrics()), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
+    (c) =>
+      c.text(
+        toPrometheus(tracker.metrics()) +
+          "# HELP event_tracking_client_disconnects_total Requests whose client went away before the answer\n" +
+          "# TYPE event_tracking_client_disconnects_total counter\n" +
+          `event_tracking_client_disconnects_total ${clientsGone}\n`,
+        200,
+        { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      ),
   );
 
   app.get("/v1/bus/subscribe", (c) => {

@@ -3,28 +3,36 @@
  * in-process queue and bus, JSON-lines files under `./data/`, and MongoDB when
  * `MONGODB_URI` is set. `deno task start` runs it.
  *
+ * A 202 means the accepted events are in a write-ahead log under
+ * `<dataDir>/wal`: the write completed before the answer, so a crash of the
+ * process cannot lose them; they are replayed into the tree at the next start
+ * unless their delivery completed.
+ *
  * Environment: `PORT` (default 8787), `EVENT_TRACKING_TOKEN` (the bearer
  * token; a development token is made and printed when unset),
  * `EVENT_TRACKING_CONFIG` (a JSON file path or inline JSON in the
  * `createTracker` format), `EVENT_TRACKING_DATA_DIR` (default `./data`),
- * `MONGODB_URI`. A tree with a MongoDB branch needs `@edx/event-tracking/mongo`
- * imported first; `deno task start` does that when one is configured.
- * `deno task replay` builds the same tree and feeds its dead letters back.
+ * `EVENT_TRACKING_FSYNC` (`interval`, the default, `always` or `off`),
+ * `EVENT_TRACKING_SHUTDOWN_TIMEOUT_S` (default 20), `MONGODB_URI`. A tree
+ * with a MongoDB branch needs `@edx/event-tracking/mongo` imported first;
+ * `deno task start` does that when one is configured. `deno task replay`
+ * builds the same tree and feeds its dead letters back.
  *
  * @module
  */
 
 import type { Context } from "hono";
 import { upgradeWebSocket } from "hono/deno";
-import type { Backend } from "../backend.ts";
 import { AsyncRoutingBackend } from "../backends/async_routing.ts";
 import { EventBusBackend } from "../backends/event_bus.ts";
 import { createTracker, MONGO_ENGINE_NAMES, type TrackerConfig } from "../config.ts";
 import { consoleLogger, type DiagnosticLogger } from "../diagnostics.ts";
 import { serializeEvent } from "../event.ts";
 import { RegexFilter } from "../processors/regex_filter.ts";
-import { RoutingBackend } from "../routing.ts";
 import type { Tracker } from "../tracker.ts";
+import { walkTree } from "../tree.ts";
+import type { FsyncPolicy } from "../write_ahead_log.ts";
+import { openWriteAheadIntake } from "./_wal_intake.ts";
 import { createCollectorApp } from "./app.ts";
 import { HttpError } from "./errors.ts";
 import type { CollectorLimits } from "./validate.ts";
@@ -47,6 +55,16 @@ export interface CollectorServerOptions {
   logger?: DiagnosticLogger;
   /** Request limits. */
   limits?: CollectorLimits;
+  /**
+   * The write-ahead log a 202 waits for, under `<dataDir>/wal`, and when it
+   * syncs to the device: `interval` (at least every `fsyncIntervalMs`),
+   * `always` (before each 202; requests waiting together share one sync) or
+   * `off`. `false` answers 202 once the events are queued in memory only.
+   * @default { fsync: "interval", fsyncIntervalMs: 100 }
+   */
+  writeAheadLog?: false | { fsync?: FsyncPolicy; fsyncIntervalMs?: number };
+  /** How long `shutdown()` may take, in milliseconds, before what is left is dead-lettered. @default 20000 */
+  shutdownTimeoutMs?: number;
 }
 
 /** A running collector. */
@@ -55,7 +73,11 @@ export interface RunningCollector {
   readonly tracker: Tracker;
   /** The address it listens on, e.g. `http://127.0.0.1:8787`. */
   readonly url: string;
-  /** Stops accepting requests, lets the ones in progress finish, then closes the tracker. */
+  /**
+   * Stops accepting requests, lets the ones in progress finish, then closes
+   * the tracker within the shutdown timeout: what is not delivered by then is
+   * dead-lettered. Resolves when all of it is written.
+   */
   shutdown(): Promise<void>;
 }
 
@@ -101,10 +123,15 @@ export function defaultCollectorConfig(dataDir: string, mongodbUri?: string): Tr
 }
 
 function busSubscriber(tracker: Tracker): ((c: Context) => Response | Promise<Response>) | undefined {
-  const bus = [...tracker.backends.values()].find((backend) => backend instanceof EventBusBackend) as
-    | EventBusBackend
-    | undefined;
+  let bus: EventBusBackend | undefined;
+  for (const { backend } of walkTree(tracker.backends)) {
+    if (backend instanceof EventBusBackend) {
+      bus = backend;
+      break;
+    }
+  }
   if (bus === undefined) return undefined;
+  const { transport, backendName } = bus;
   const upgrade = upgradeWebSocket((c) => {
     const patterns = c.req.queries("pattern") ?? [];
     if (patterns.length === 0) {
@@ -119,7 +146,7 @@ function busSubscriber(tracker: Tracker): ((c: Context) => Response | Promise<Re
     let unsubscribe: (() => void) | undefined;
     return {
       onOpen(_event, ws) {
-        unsubscribe = bus.transport.subscribe(bus.backendName, (event) => {
+        unsubscribe = transport.subscribe(backendName, (event) => {
           if (!filter.matches(event.name)) return;
           if (((ws.raw as WebSocket | undefined)?.bufferedAmount ?? 0) > MAX_SUBSCRIBER_BACKLOG) {
             ws.close(1013, "Subscriber too slow: over 1 MiB behind");
@@ -138,7 +165,8 @@ function busSubscriber(tracker: Tracker): ((c: Context) => Response | Promise<Re
 }
 
 /**
- * Starts the collector with `Deno.serve`.
+ * Starts the collector with `Deno.serve`: opens the write-ahead log, replays
+ * what it holds into the tree, then listens.
  *
  * @example Start on a free port and stop
  * ```ts
@@ -146,7 +174,7 @@ function busSubscriber(tracker: Tracker): ((c: Context) => Response | Promise<Re
  * import assert from "node:assert/strict";
  *
  * const dataDir = await Deno.makeTempDir();
- * const collector = startCollector({ port: 0, hostname: "127.0.0.1", token: "t", dataDir });
+ * const collector = await startCollector({ port: 0, hostname: "127.0.0.1", token: "t", dataDir });
  * const health = await fetch(`${collector.url}/v1/health`);
  * assert.equal(health.status, 200);
  * await health.body?.cancel();
@@ -154,19 +182,24 @@ function busSubscriber(tracker: Tracker): ((c: Context) => Response | Promise<Re
  * await Deno.remove(dataDir, { recursive: true });
  * ```
  */
-export function startCollector(options: CollectorServerOptions): RunningCollector {
+export async function startCollector(options: CollectorServerOptions): Promise<RunningCollector> {
   const logger = options.logger ?? consoleLogger;
   const dataDir = options.dataDir ?? "data";
+  const shutdownTimeoutMs = options.shutdownTimeoutMs ?? 20_000;
   const tracker = createTracker(options.config ?? defaultCollectorConfig(dataDir, options.mongodbUri), {
     logger,
     dataDir,
   });
+  const wal = options.writeAheadLog === false
+    ? undefined
+    : await openWriteAheadIntake(tracker, { dir: `${dataDir}/wal`, logger, ...options.writeAheadLog });
   const app = createCollectorApp({
     tracker,
     token: options.token,
     busSubscribe: busSubscriber(tracker),
     limits: options.limits,
     clientIp: (c) => (c.env as { remoteAddr?: Deno.NetAddr } | undefined)?.remoteAddr?.hostname,
+    intake: wal?.intake,
     logger,
   });
   let url = "";
@@ -185,8 +218,14 @@ export function startCollector(options: CollectorServerOptions): RunningCollecto
     },
     shutdown() {
       return closing ??= (async () => {
+        const deadline = Date.now() + shutdownTimeoutMs;
         await server.shutdown();
-        await tracker.close();
+        await wal?.finishReplay(deadline);
+        try {
+          await tracker.close({ deadlineMs: Math.max(0, deadline - Date.now()) });
+        } finally {
+          await wal?.close();
+        }
       })();
     },
   };
@@ -227,18 +266,11 @@ async function loadConfig(value: string): Promise<TrackerConfig> {
  */
 export async function replayDeadLetters(tracker: Tracker): Promise<Record<string, number>> {
   const replayed: Record<string, number> = {};
-  const visit = async (backends: ReadonlyMap<string, Backend>, path: string): Promise<void> => {
-    for (const [name, backend] of backends) {
-      const where = `${path}/${name}`;
-      if (backend instanceof AsyncRoutingBackend && backend.deadLetterPath !== undefined) {
-        replayed[where] = await backend.replayDeadLetters();
-      }
-      if (backend instanceof RoutingBackend || backend instanceof AsyncRoutingBackend) {
-        await visit(backend.backends, where);
-      } else if (backend instanceof EventBusBackend) await visit(backend.consumer.backends, where);
+  for (const { path, backend } of walkTree(tracker.backends)) {
+    if (backend instanceof AsyncRoutingBackend && backend.deadLetterPath !== undefined) {
+      replayed[path] = await backend.replayDeadLetters();
     }
-  };
-  await visit(tracker.backends, "root");
+  }
   return replayed;
 }
 
@@ -247,18 +279,38 @@ interface Environment {
   config: TrackerConfig | undefined;
   dataDir: string;
   mongodbUri: string | undefined;
+  fsync: FsyncPolicy;
+  shutdownTimeoutMs: number;
 }
+
+const FSYNC_POLICIES: readonly FsyncPolicy[] = ["interval", "always", "off"];
 
 async function readEnvironment(): Promise<Environment> {
   const env = Deno.env.toObject();
   const config = env.EVENT_TRACKING_CONFIG ? await loadConfig(env.EVENT_TRACKING_CONFIG) : undefined;
   // The MongoDB driver loads only when a MongoDB branch is configured.
   if (env.MONGODB_URI || usesMongo(config)) await import("../backends/mongo.ts");
+  const fsync = (env.EVENT_TRACKING_FSYNC || "interval") as FsyncPolicy;
+  if (!FSYNC_POLICIES.includes(fsync)) {
+    throw new RangeError(
+      `Cannot start the collector as 'EVENT_TRACKING_FSYNC' must be one of ${
+        FSYNC_POLICIES.join(", ")
+      }: current value is ${env.EVENT_TRACKING_FSYNC}`,
+    );
+  }
+  const timeout = Number(env.EVENT_TRACKING_SHUTDOWN_TIMEOUT_S || "20");
+  if (!(timeout >= 0) || !Number.isFinite(timeout)) {
+    throw new RangeError(
+      `Cannot start the collector as 'EVENT_TRACKING_SHUTDOWN_TIMEOUT_S' must be a non-negative number of seconds: current value is ${env.EVENT_TRACKING_SHUTDOWN_TIMEOUT_S}`,
+    );
+  }
   return {
     token: env.EVENT_TRACKING_TOKEN || undefined,
     config,
     dataDir: env.EVENT_TRACKING_DATA_DIR || "data",
     mongodbUri: env.MONGODB_URI || undefined,
+    fsync,
+    shutdownTimeoutMs: timeout * 1000,
   };
 }
 
@@ -284,21 +336,36 @@ async function serve(): Promise<void> {
     token = `dev-${crypto.randomUUID()}`;
     console.error(`No EVENT_TRACKING_TOKEN set: using the development token ${token}`);
   }
-  const collector = startCollector({ ...env, port, token });
+  // A signal during start-up stops the collector once it has started.
+  const started = Promise.withResolvers<RunningCollector>();
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    const seconds = env.shutdownTimeoutMs / 1000;
+    console.error(
+      `${signal}: closing; every accepted event is written or dead-lettered within ${seconds} s before exit`,
+    );
+    // Should a sink hang even past the deadline, the process still exits: its events are dead letters by then.
+    setTimeout(() => {
+      console.error(`Shutdown did not finish ${seconds + 5} s after ${signal}; exiting`);
+      Deno.exit(1);
+    }, env.shutdownTimeoutMs + 5_000);
+    started.promise.then((collector) => collector.shutdown()).then(() => Deno.exit(0), (error) => {
+      console.error("Shutdown failed", error);
+      Deno.exit(1);
+    });
+  };
+  // Listening for signals before announcing the address: a supervisor may send one right away.
+  Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
+  Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+  const collector = await startCollector({ ...env, port, token, writeAheadLog: { fsync: env.fsync } });
+  started.resolve(collector);
   console.error(
     `Event collector listening on ${collector.url}\n` +
       `  curl -X POST ${collector.url}/v1/events -H 'Authorization: Bearer ${token}' ` +
       `-d '{"name":"edx.ui.click","data":{"x":1}}'`,
   );
-  const stop = (signal: string) => {
-    console.error(`${signal}: closing; every accepted event is written or dead-lettered before exit`);
-    collector.shutdown().then(() => Deno.exit(0), (error) => {
-      console.error("Shutdown failed", error);
-      Deno.exit(1);
-    });
-  };
-  Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
-  Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
 }
 
 if (import.meta.main) {

@@ -49,11 +49,21 @@ export function resolveLimits(limits: CollectorLimits = {}): ResolvedLimits {
   return resolved;
 }
 
+/** The client went away before its request body was read: nothing to answer, and nothing went wrong here. */
+export class ClientGone extends Error {
+  /** Wraps the error the body stream failed with. */
+  constructor(cause: unknown) {
+    super("The client went away before its request body was read", { cause });
+    this.name = "ClientGone";
+  }
+}
+
 /**
  * Reads a request body as text, refusing more than `maxBytes` whatever the
  * Content-Length header says, and refusing bytes that are not UTF-8.
  *
  * @throws {HttpError} 413 if the body is too large, 400 if it is not UTF-8.
+ * @throws {ClientGone} If the connection failed while reading.
  */
 export async function readBody(request: Request, maxBytes: number): Promise<string> {
   const tooLarge = () => new HttpError(413, "payload_too_large", `The request body is over ${maxBytes} bytes`);
@@ -64,7 +74,14 @@ export async function readBody(request: Request, maxBytes: number): Promise<stri
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
-    const { done, value } = await reader.read();
+    let chunk: ReadableStreamReadResult<Uint8Array>;
+    try {
+      chunk = await reader.read();
+    } catch (error) {
+      // The body stream fails only when the connection does: the client went away mid-request.
+      throw new ClientGone(error);
+    }
+    const { done, value } = chunk;
     if (done) break;
     size += value.byteLength;
     if (size > maxBytes) {

@@ -72,9 +72,14 @@ Deno.test("createCollectorApp() refuses an empty token and bad limits", () => {
   assert.throws(() => createCollectorApp({ tracker: new Tracker(), limits: { maxBatchSize: 0 } }), RangeError);
 });
 
-Deno.test("createCollectorApp() sheds load with 503 and Retry-After while the tracker's queues are nearly full", async () => {
+Deno.test("createCollectorApp() sheds load with 503 and Retry-After while a queue that would drop is nearly full", async () => {
   const sink = new InMemoryBackend();
-  const queued = new AsyncRoutingBackend({ backends: { sink }, queueSize: 10, deadLetter: new InMemoryBackend() });
+  const queued = new AsyncRoutingBackend({
+    backends: { sink },
+    queueSize: 10,
+    overflow: "drop_newest",
+    deadLetter: new InMemoryBackend(),
+  });
   const tracker = new Tracker({ backends: { queued } });
   const app = createCollectorApp({ tracker, token: "s3cret-token" });
   const post = (n: number) =>
@@ -93,4 +98,23 @@ Deno.test("createCollectorApp() sheds load with 503 and Retry-After while the tr
   assert.equal((await post(1)).status, 202);
   await tracker.close();
   assert.equal(sink.events.length, 10);
+});
+
+Deno.test("createCollectorApp() keeps answering 202 while a branch whose overflow is dead-lettered is full", async () => {
+  const sink = new InMemoryBackend();
+  const deadLetter = new InMemoryBackend();
+  const queued = new AsyncRoutingBackend({ backends: { sink }, queueSize: 10, deadLetter });
+  const tracker = new Tracker({ backends: { queued } });
+  const app = createCollectorApp({ tracker, token: "s3cret-token" });
+  const response = await app.request("/v1/events", {
+    method: "POST",
+    headers: auth,
+    body: JSON.stringify({ events: Array.from({ length: 15 }, () => ({ name: "a" })) }),
+  });
+  assert.equal(response.status, 202);
+  assert.equal(tracker.saturation(), 0, "a full queue loses nothing while its dead letters can be written");
+  await tracker.close();
+  assert.equal(sink.events.length, 10);
+  assert.equal(deadLetter.events.length, 5, "the overflow went to the branch's own dead letters");
+  assert.equal(tracker.metrics()["root/queued"].deadLettered, 5);
 });

@@ -48,7 +48,7 @@ function fuzzBodies(count: number, random: () => number): (string | Uint8Array<A
 
 Deno.test("Deno server under 3,000 random and malformed bodies answers only 2xx/4xx and stays up", async () => {
   const logger = new RecordingLogger();
-  const collector = startCollector({
+  const collector = await startCollector({
     port: 0,
     hostname: "127.0.0.1",
     token: "fuzz",

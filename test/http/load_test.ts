@@ -6,7 +6,7 @@ import { runLoad } from "../../bench/_load.ts";
 // Correctness under load only: every valid request is answered 2xx and no
 // event is lost. Rates are measured by bench/collector_load.ts, never asserted.
 Deno.test("Deno server under bounded load: every valid request gets 202 and every event reaches the sink", async () => {
-  const collector = startCollector({
+  const collector = await startCollector({
     port: 0,
     hostname: "127.0.0.1",
     token: "load",

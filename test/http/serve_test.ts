@@ -1,14 +1,15 @@
 import assert from "node:assert/strict";
-import type { InMemoryBackend, TrackingEvent } from "../../mod.ts";
+import type { InMemoryBackend } from "../../mod.ts";
 import { startCollector } from "../../src/http/mod.ts";
 import { RecordingLogger } from "../_helpers.ts";
 import { auth, runApiCases, TOKEN } from "./_api_cases.ts";
+import { readJsonLines, startCollectorProcess } from "./_collector_process.ts";
 import { MongoClient } from "mongodb";
 import { startMongoServer, testDatabaseName } from "../_mongo_server.ts";
 
 runApiCases("Deno server over loopback", async (limits) => {
   const dataDir = await Deno.makeTempDir();
-  const collector = startCollector({
+  const collector = await startCollector({
     port: 0,
     hostname: "127.0.0.1",
     token: TOKEN,
@@ -29,14 +30,9 @@ runApiCases("Deno server over loopback", async (limits) => {
   };
 });
 
-async function readLines(path: string): Promise<TrackingEvent[]> {
-  const text = await Deno.readTextFile(path);
-  return text.trimEnd().split("\n").filter(Boolean).map((line) => JSON.parse(line));
-}
-
 Deno.test("startCollector() on embedded defaults writes every accepted event to <dataDir>/events.jsonl by shutdown", async () => {
   const dataDir = await Deno.makeTempDir();
-  const collector = startCollector({ port: 0, hostname: "127.0.0.1", token: TOKEN, dataDir });
+  const collector = await startCollector({ port: 0, hostname: "127.0.0.1", token: TOKEN, dataDir });
   const ids: string[] = [];
   await Promise.all(Array.from({ length: 20 }, async (_, i) => {
     const response = await fetch(`${collector.url}/v1/events`, {
@@ -48,7 +44,7 @@ Deno.test("startCollector() on embedded defaults writes every accepted event to 
     ids.push(...(await response.json()).ids);
   }));
   await collector.shutdown();
-  const written = await readLines(`${dataDir}/events.jsonl`);
+  const written = await readJsonLines(`${dataDir}/events.jsonl`);
   assert.equal(written.length, 1000);
   assert.deepEqual(new Set(written.map((e) => e.id)), new Set(ids));
   await Deno.remove(dataDir, { recursive: true });
@@ -56,7 +52,7 @@ Deno.test("startCollector() on embedded defaults writes every accepted event to 
 
 Deno.test("GET /v1/bus/subscribe streams bus events whose names match the patterns over a WebSocket", async () => {
   const dataDir = await Deno.makeTempDir();
-  const collector = startCollector({ port: 0, hostname: "127.0.0.1", token: TOKEN, dataDir });
+  const collector = await startCollector({ port: 0, hostname: "127.0.0.1", token: TOKEN, dataDir });
   const url = `${collector.url.replace("http", "ws")}/v1/bus/subscribe?pattern=${
     encodeURIComponent("edx\\.course\\.")
   }&pattern=problem_check$`;
@@ -95,7 +91,7 @@ Deno.test("GET /v1/bus/subscribe streams bus events whose names match the patter
 
 Deno.test("GET /v1/bus/subscribe refuses a missing or invalid pattern with 400, and no credentials with 401", async () => {
   const dataDir = await Deno.makeTempDir();
-  const collector = startCollector({ port: 0, hostname: "127.0.0.1", token: TOKEN, dataDir });
+  const collector = await startCollector({ port: 0, hostname: "127.0.0.1", token: TOKEN, dataDir });
   const upgrade = {
     ...auth,
     connection: "Upgrade",
@@ -118,36 +114,6 @@ Deno.test("GET /v1/bus/subscribe refuses a missing or invalid pattern with 400, 
   await Deno.remove(dataDir, { recursive: true });
 });
 
-/** Runs `deno task start`'s entry point in a child process; resolves once it prints its address. */
-async function spawnCollector(env: Record<string, string>) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "--allow-sys", "src/http/serve.ts"],
-    env: { PORT: "0", NO_COLOR: "1", ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let banner = "";
-  const deadline = Date.now() + 30_000;
-  while (!/listening on (\S+)/.test(banner)) {
-    assert.ok(Date.now() < deadline, `no banner within 30 s: ${banner}`);
-    const { value, done } = await reader.read();
-    assert.ok(!done, `the collector exited: ${banner}`);
-    banner += value;
-  }
-  return {
-    banner,
-    url: /listening on (\S+)/.exec(banner)![1].replace("0.0.0.0", "127.0.0.1"),
-    async stop(signal: Deno.Signal): Promise<number> {
-      child.kill(signal);
-      const status = await child.status;
-      await reader.cancel();
-      await child.stdout.cancel();
-      return status.code;
-    },
-  };
-}
-
 async function postBatches(url: string, token: string, batches: number, name: string): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < batches; i++) {
@@ -164,15 +130,16 @@ async function postBatches(url: string, token: string, batches: number, name: st
 
 Deno.test("deno task start: prints a development token, serves, and on SIGTERM writes everything before exiting 0", async () => {
   const dataDir = await Deno.makeTempDir();
-  const collector = await spawnCollector({
+  const collector = await startCollectorProcess({
     EVENT_TRACKING_DATA_DIR: dataDir,
     EVENT_TRACKING_TOKEN: "",
     MONGODB_URI: "",
   });
-  const token = /development token (\S+)/.exec(collector.banner)![1];
+  const token = /development token (\S+)/.exec(collector.stderr())![1];
   const ids = await postBatches(collector.url, token, 5, "shutdown.test");
-  assert.equal(await collector.stop("SIGTERM"), 0);
-  const written = await readLines(`${dataDir}/events.jsonl`);
+  Deno.kill(collector.pid, "SIGTERM");
+  assert.equal((await collector.status).code, 0);
+  const written = await readJsonLines(`${dataDir}/events.jsonl`);
   assert.deepEqual(new Set(written.map((e) => e.id)), new Set(ids));
   await Deno.remove(dataDir, { recursive: true });
 });
@@ -183,13 +150,14 @@ Deno.test("deno task start with MONGODB_URI also stores every event in MongoDB, 
   const database = testDatabaseName();
   const uri = new URL(mongo.uri);
   uri.pathname = `/${database}`;
-  const collector = await spawnCollector({
+  const collector = await startCollectorProcess({
     EVENT_TRACKING_DATA_DIR: dataDir,
     EVENT_TRACKING_TOKEN: "mongo-token",
     MONGODB_URI: uri.href,
   });
   const ids = await postBatches(collector.url, "mongo-token", 3, "mongo.test");
-  assert.equal(await collector.stop("SIGINT"), 0);
+  Deno.kill(collector.pid, "SIGINT");
+  assert.equal((await collector.status).code, 0);
   const client = new MongoClient(mongo.uri);
   try {
     const stored = await client.db(database).collection("events").find({}, { projection: { id: 1 } }).toArray();
@@ -235,9 +203,32 @@ Deno.test("deno task replay feeds the dead letters of every async branch back an
   }).output();
   assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
   assert.match(new TextDecoder().decode(output.stdout), /root\/tracking_logs: 3 dead letter\(s\) replayed/);
-  const written = await readLines(`${dataDir}/events.jsonl`);
+  const written = await readJsonLines(`${dataDir}/events.jsonl`);
   assert.deepEqual(written.map((e) => [e.id, e.context, e.data]), letters.map((l) => [l.id, l.context, l.data]));
   assert.ok(written.every((e) => !("deadLetter" in e)));
   await assert.rejects(Deno.stat(`${dataDir}/dead-letters/tracking_logs.jsonl`), Deno.errors.NotFound);
+  await Deno.remove(dataDir, { recursive: true });
+});
+
+Deno.test("A client that goes away mid-request is counted in /v1/metrics, not logged as an internal error", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const logger = new RecordingLogger();
+  const collector = await startCollector({ port: 0, hostname: "127.0.0.1", token: TOKEN, dataDir, logger });
+  const { hostname, port } = new URL(collector.url);
+  const connection = await Deno.connect({ hostname, port: Number(port) });
+  const head = `POST /v1/events HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer ${TOKEN}\r\n` +
+    `Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"events":[`;
+  await connection.write(new TextEncoder().encode(head));
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  connection.close();
+  let text = "";
+  for (let i = 0; i < 50 && !/client_disconnects_total 1/.test(text); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const metrics = await fetch(`${collector.url}/v1/metrics`, { headers: auth });
+    text = await metrics.text();
+  }
+  assert.match(text, /^event_tracking_client_disconnects_total 1$/m);
+  assert.deepEqual(logger.errors.map((e) => e.message), []);
+  await collector.shutdown();
   await Deno.remove(dataDir, { recursive: true });
 });
