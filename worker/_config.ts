@@ -2,19 +2,23 @@
  * Builds the Worker's tracker from its bindings: `EVENT_TRACKING_CONFIG` (in
  * the `createTracker` format) or a default tree, with `async_routing`
  * branches on the Cloudflare Queue, `event_bus` branches on the Durable
- * Object, and a `mongo` engine that defaults to `MONGODB_URI`.
+ * Object (each on its own topic), and a `mongo` engine that defaults to
+ * `MONGODB_URI`.
  *
  * @module
  */
 
 import {
+  AsyncRoutingBackend,
   createTracker,
   type DiagnosticLogger,
+  EventBusBackend,
   ImproperlyConfigured,
   LoggerBackend,
   registerEngine,
   type Tracker,
   type TrackerConfig,
+  walkTree,
 } from "../mod.ts";
 import { mongoEngine } from "../src/backends/mongo.ts";
 import { MONGO_ENGINE_NAMES } from "../src/config.ts";
@@ -43,6 +47,8 @@ export interface Collector {
   readonly transports: ReadonlyMap<string, CloudflareQueueTransport>;
   /** The bus every event_bus branch publishes to. */
   readonly bus: DurableObjectBus;
+  /** The topic of each event_bus branch (its `backendName`), in the order of the tree, depth first. */
+  readonly topics: readonly string[];
 }
 
 /**
@@ -75,7 +81,9 @@ export function defaultConfig(env: Pick<WorkerEnv, "MONGODB_URI">): TrackerConfi
 
 /**
  * Builds the tracker from the bindings: `async_routing` branches queue on the
- * Cloudflare Queue, `event_bus` branches publish to the Durable Object, dead
+ * Cloudflare Queue, `event_bus` branches publish to the Durable Object on
+ * their own topic (without holding up the other branches: the Worker's 202
+ * waits for the Queue, and bus requests finish under `waitUntil`), dead
  * letters go to the log (Workers have no files), and `mongo` engines that
  * name no server use `MONGODB_URI` — so the same JSON works in the Worker and
  * in a Deno server.
@@ -92,12 +100,21 @@ export function buildCollector(env: WorkerEnv, logger?: DiagnosticLogger): Colle
     });
   }
   const transports = new Map<string, CloudflareQueueTransport>();
-  const bus = new DurableObjectBus({ namespace: env.EVENT_BUS });
+  // Each Queue transport's branch, so that a retry of some of its backends can be told from a retry of all.
+  const branches = new Map<CloudflareQueueTransport, AsyncRoutingBackend>();
+  const topics: string[] = [];
+  const bus = new DurableObjectBus({ namespace: env.EVENT_BUS, awaitPublish: false, logger });
   for (const name of MONGO_ENGINE_NAMES) registerEngine(name, mongoEngine(env.MONGODB_URI || undefined));
   const tracker = createTracker(config, {
     logger,
     queueTransport({ path, queueSize }) {
-      const transport = new CloudflareQueueTransport({ queue: env.EVENTS_QUEUE, path, capacity: queueSize, logger });
+      const transport: CloudflareQueueTransport = new CloudflareQueueTransport({
+        queue: env.EVENTS_QUEUE,
+        path,
+        capacity: queueSize,
+        logger,
+        backendNames: () => branches.get(transport)?.backends.keys(),
+      });
       transports.set(path, transport);
       return transport;
     },
@@ -105,5 +122,14 @@ export function buildCollector(env: WorkerEnv, logger?: DiagnosticLogger): Colle
     deadLetterSink: ({ backendName }) =>
       new LoggerBackend({ name: `${backendName} dead letters`, level: "error", maxEventSize: null, logger }),
   });
-  return { tracker, transports, bus };
+  for (const { backend } of walkTree(tracker.backends)) {
+    if (backend instanceof AsyncRoutingBackend && backend.transport instanceof CloudflareQueueTransport) {
+      branches.set(backend.transport, backend);
+    } else if (
+      backend instanceof EventBusBackend && backend.transport === bus && !topics.includes(backend.backendName)
+    ) {
+      topics.push(backend.backendName);
+    }
+  }
+  return { tracker, transports, bus, topics };
 }

@@ -11,6 +11,8 @@
  * @module
  */
 
+import { Backoff, type BackoffOptions } from "../_backoff.ts";
+import { PendingSet } from "../_pending.ts";
 import { consoleLogger, type DiagnosticLogger, typeName } from "../diagnostics.ts";
 import { restoreEvent, serializeEvent, type TrackingEvent } from "../event.ts";
 import type { QueueConsumer, QueueMessage, QueueTransport } from "./transport.ts";
@@ -67,6 +69,18 @@ export interface CloudflareQueueTransportOptions {
   capacity?: number;
   /** Where send failures and unreadable messages are reported. @default consoleLogger */
   logger?: DiagnosticLogger;
+  /** Calls of `sendBatch` per batch before its messages are given up (each `settle`d with the error). @default 3 */
+  sendAttempts?: number;
+  /** The waits between those calls; `{ initialMs: 0 }` does not wait (tests). @default { initialMs: 100, maxMs: 1000 } */
+  sendBackoff?: BackoffOptions;
+  /**
+   * The names of the branch's nested backends: what a message with no
+   * `targets` is owed to. With them, a retry of only some of those backends
+   * is sent as a new message for just those; without them, such a message is
+   * always retried whole by the platform. The Worker passes the branch's
+   * `backends.keys()`; `undefined` means not known (yet).
+   */
+  backendNames?: () => Iterable<string> | undefined;
 }
 
 /** The largest message body Cloudflare Queues accepts, in bytes of JSON. */
@@ -80,13 +94,24 @@ export const MAX_DELAY_SECONDS = 43_200;
 
 // What the platform adds to each message of a batch, estimated.
 const MESSAGE_OVERHEAD_BYTES = 100;
-// Delays between attempts at sending one batch; after the last, its messages are lost (and logged).
-const SEND_RETRY_DELAYS_MS = [100, 1_000];
 
 interface Outgoing {
   readonly body: Envelope;
   readonly bytes: number;
   readonly delaySeconds: number;
+  /** The router's message: what `abandon` gives back, and whose `settle` learns the outcome. */
+  readonly message: QueueMessage;
+  /**
+   * The Queue message in delivery this one replaces (a retry of fewer
+   * targets): acked once this one is stored, retried whole if it cannot be.
+   */
+  readonly replaces?: CloudflareQueueMessage;
+}
+
+/** A Queue message being delivered by this isolate, and the targets its envelope names. */
+interface Delivering {
+  readonly message: CloudflareQueueMessage;
+  readonly targets: readonly string[] | undefined;
 }
 
 function utf8Length(text: string): number {
@@ -111,8 +136,13 @@ function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+function settle(message: QueueMessage, error?: unknown): void {
+  try {
+    if (error === undefined) message.settle?.();
+    else message.settle?.(error);
+  } catch {
+    // The router's callback; it does not throw, and a throw must not stop the other messages.
+  }
 }
 
 /**
@@ -150,20 +180,26 @@ function readEnvelope(body: unknown): Envelope {
  * `sendBatch` on a later microtask, in calls of at most 100 messages and
  * 256 KB. An event whose message would exceed 128 KB is refused (`enqueue`
  * returns `false`, and the branch's overflow policy dead-letters it, counted),
- * as is any message beyond `capacity`. A failed `sendBatch` is tried three
- * times; messages it still cannot send are logged whole, with their count in
- * {@linkcode CloudflareQueueTransport.lost}. `flush()` resolves when everything
- * is sent: a Worker keeps it alive with `ctx.waitUntil`.
+ * as is any message beyond `capacity`. Once `sendBatch` has stored a message,
+ * its `settle()` is called, so the branch's `send` promise resolves: a Worker
+ * answers 202 only then. A failed `sendBatch` is tried `sendAttempts` times
+ * (3) with `sendBackoff` between calls; messages it still cannot send are
+ * logged whole, counted in {@linkcode CloudflareQueueTransport.lost}, and
+ * `settle`d with the error, so the branch's `send` promise rejects (the
+ * Worker answers 503). `flush()` resolves when everything is sent.
  *
  * Consumer side: {@linkcode CloudflareQueueTransport.receive} gives the
- * messages of a batch to the branch. A delivered message is acked; a failed
- * one is retried with `retry({ delaySeconds })` and the branch's backoff
- * (rounded up to whole seconds), and is then delivered again to every
- * nested backend it names (at-least-once: sinks should ignore an event id
- * they have stored). Past the consumer's `max_retries` the platform moves it
- * to the dead-letter queue, provided the branch's `maxAttempts` is larger than
- * `max_retries + 1`; otherwise the branch dead-letters it to its own sink and
- * the message is acked.
+ * messages of a batch to the branch. A delivered message is acked. A failed
+ * one is retried with the branch's backoff (rounded up to whole seconds): when
+ * every backend it was owed to failed, by the platform
+ * (`retry({ delaySeconds })`), and past the consumer's `max_retries` the
+ * platform moves it to the dead-letter queue, provided the branch's
+ * `maxAttempts` is larger than `max_retries + 1` (otherwise the branch
+ * dead-letters it to its own sink and the message is acked). When only some
+ * of them failed, the message is acked and a new one, owed to those backends
+ * only, is sent with that delay, so that the others do not receive the event
+ * again; only if that send fails is the whole message retried by the platform
+ * (at-least-once: sinks should ignore an event id they have stored).
  *
  * @example Send and receive through a fake Queue
  * ```ts
@@ -182,8 +218,8 @@ function readEnvelope(body: unknown): Envelope {
  * });
  * const sink = new InMemoryBackend();
  * const tracker = new Tracker({ backends: { logs: new AsyncRoutingBackend({ transport, backends: { sink } }) } });
- * tracker.emit("edx.ui.click");
- * await tracker.flush();
+ * // The promise resolves once the Queue has stored the event.
+ * await tracker.send(tracker.createEvent("edx.ui.click"));
  * assert.equal(sent.length, 1);
  *
  * // What the Worker's queue() handler does with the batch:
@@ -208,10 +244,15 @@ export class CloudflareQueueTransport implements QueueTransport {
   readonly #queue: CloudflareQueue;
   readonly #logger: DiagnosticLogger;
   readonly #pathJson: string;
+  readonly #sendAttempts: number;
+  readonly #sendBackoff: Backoff;
+  readonly #backendNames: (() => Iterable<string> | undefined) | undefined;
   #buffer: Outgoing[] = [];
   #sending = 0;
-  readonly #work = new Set<Promise<void>>();
-  readonly #inDelivery = new Map<TrackingEvent, CloudflareQueueMessage>();
+  readonly #work = new PendingSet();
+  // Sends of retries that replace a message in delivery; receive() waits for them, so the ack or retry is in time.
+  readonly #replacements = new PendingSet();
+  readonly #inDelivery = new Map<TrackingEvent, Delivering>();
   #consumer: QueueConsumer | undefined;
   #closed = false;
   #lost = 0;
@@ -220,7 +261,7 @@ export class CloudflareQueueTransport implements QueueTransport {
    * Creates the transport; it does no I/O.
    *
    * @throws {TypeError} If `queue` has no `sendBatch` or `path` is empty.
-   * @throws {RangeError} If `capacity` is not a positive integer.
+   * @throws {RangeError} If `capacity` or `sendAttempts` is not a positive integer, or a `sendBackoff` delay is negative.
    */
   constructor(options: CloudflareQueueTransportOptions) {
     if (typeof options?.queue?.sendBatch !== "function") {
@@ -237,11 +278,24 @@ export class CloudflareQueueTransport implements QueueTransport {
         `Cannot create CloudflareQueueTransport as 'capacity' must be a positive integer: current value is ${capacity}`,
       );
     }
+    const sendAttempts = options.sendAttempts ?? 3;
+    if (!Number.isInteger(sendAttempts) || sendAttempts < 1) {
+      throw new RangeError(
+        `Cannot create CloudflareQueueTransport as 'sendAttempts' must be a positive integer: current value is ${sendAttempts}`,
+      );
+    }
     this.#queue = options.queue;
     this.path = options.path;
     this.#pathJson = JSON.stringify(options.path);
     this.capacity = capacity;
     this.#logger = options.logger ?? consoleLogger;
+    this.#sendAttempts = sendAttempts;
+    this.#sendBackoff = new Backoff("CloudflareQueueTransport", {
+      initialMs: 100,
+      maxMs: 1_000,
+      ...options.sendBackoff,
+    });
+    this.#backendNames = options.backendNames;
   }
 
   /** Messages waiting to be sent, being sent, or being delivered by this isolate. */
@@ -267,15 +321,49 @@ export class CloudflareQueueTransport implements QueueTransport {
   }
 
   /**
-   * Retries a message. One being delivered by {@linkcode CloudflareQueueTransport.receive}
-   * is retried by the platform (`retry({ delaySeconds })`); any other is sent again with that delay.
+   * Retries a message after `delayMs` (rounded up to whole seconds). One being
+   * delivered by {@linkcode CloudflareQueueTransport.receive} is retried by
+   * the platform (`retry({ delaySeconds })`) when it is owed to the same
+   * backends as before; when it is owed to fewer, the Queue message is acked
+   * and a new one for those backends is sent with that delay (the platform
+   * retry is the fallback if that send fails). Any other message is sent
+   * again with that delay.
    */
   retry(message: QueueMessage, delayMs: number): void {
     const delaySeconds = Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.ceil(delayMs / 1000)));
     const delivering = this.#inDelivery.get(message.event);
     if (delivering !== undefined) {
       this.#inDelivery.delete(message.event);
-      delivering.retry({ delaySeconds });
+      if (!this.#narrows(delivering.targets, message.targets)) {
+        delivering.message.retry({ delaySeconds });
+        settle(message);
+        return;
+      }
+      const { promise, resolve } = Promise.withResolvers<void>();
+      this.#replacements.add(promise);
+      const replacement: QueueMessage = {
+        event: message.event,
+        targets: message.targets,
+        attempts: message.attempts,
+        settle: (error) => {
+          resolve();
+          if (error === undefined) {
+            delivering.message.ack();
+          } else {
+            this.#logger.warn(
+              `CloudflareQueueTransport "${this.path}" cannot send the retry of event ${message.event.id} to ${
+                message.targets!.join(", ")
+              } (${describe(error)}); message ${delivering.message.id} is retried whole instead`,
+            );
+            delivering.message.retry({ delaySeconds });
+          }
+          // Either way the Queue holds the event.
+          settle(message);
+        },
+      };
+      if (!this.#push(replacement, delaySeconds, delivering.message)) {
+        replacement.settle!(new RangeError(this.lastRefusal));
+      }
       return;
     }
     if (!this.#push(message, delaySeconds)) {
@@ -285,6 +373,7 @@ export class CloudflareQueueTransport implements QueueTransport {
           serializeEvent(message.event)
         }`,
       );
+      settle(message, new RangeError(this.lastRefusal));
     }
   }
 
@@ -303,8 +392,10 @@ export class CloudflareQueueTransport implements QueueTransport {
   /**
    * Delivers messages of a Queue batch that carry this transport's path:
    * restores each event, gives them to the branch's consumer, then acks each
-   * message the branch did not retry. An unreadable message is logged and
-   * retried, so that it ends in the dead-letter queue.
+   * message the branch did not retry, and waits until the retries that
+   * replace a message are sent (or have fallen back to the platform retry).
+   * An unreadable message is logged and retried, so that it ends in the
+   * dead-letter queue.
    *
    * @throws {Error} If no consumer is registered (no branch uses this transport).
    */
@@ -338,23 +429,52 @@ export class CloudflareQueueTransport implements QueueTransport {
         message.retry();
         continue;
       }
-      this.#inDelivery.set(queued.event, message);
+      this.#inDelivery.set(queued.event, { message, targets: queued.targets });
       batch.push(queued);
     }
     const delivery = this.#deliver(consumer, batch);
     this.#track(delivery);
     await delivery;
+    await this.#replacements.settled();
   }
 
   /** Resolves when every buffered message is sent and every delivery in this isolate is settled. */
-  async flush(): Promise<void> {
-    while (this.#work.size > 0) await Promise.allSettled([...this.#work]);
+  flush(): Promise<void> {
+    return this.#work.settled();
   }
 
   /** Refuses new messages, then flushes. */
   async close(): Promise<void> {
     this.#closed = true;
     await this.flush();
+  }
+
+  /**
+   * Refuses new messages, and removes and returns those buffered and not yet
+   * handed to `sendBatch` (a bounded shutdown dead-letters them). Retries
+   * that replace a Queue message in delivery stay: they settle that message.
+   */
+  abandon(): QueueMessage[] {
+    this.#closed = true;
+    const abandoned = this.#buffer.filter((outgoing) => outgoing.replaces === undefined);
+    this.#buffer = this.#buffer.filter((outgoing) => outgoing.replaces !== undefined);
+    return abandoned.map((outgoing) => outgoing.message);
+  }
+
+  // Whether a retry owed to `retried` is owed to fewer backends than the delivery of `owed`.
+  #narrows(owed: readonly string[] | undefined, retried: readonly string[] | undefined): boolean {
+    if (retried === undefined) return false;
+    let all: Iterable<string> | undefined = owed;
+    if (all === undefined) {
+      try {
+        all = this.#backendNames?.();
+      } catch (error) {
+        this.#logger.error(`CloudflareQueueTransport "${this.path}": 'backendNames' failed`, error);
+      }
+    }
+    if (all === undefined) return false;
+    for (const name of all) if (!retried.includes(name)) return true;
+    return false;
   }
 
   async #deliver(consumer: QueueConsumer, batch: QueueMessage[]): Promise<void> {
@@ -366,15 +486,15 @@ export class CloudflareQueueTransport implements QueueTransport {
       this.#logger.error(`CloudflareQueueTransport "${this.path}": the consumer failed; its batch is retried`, error);
     }
     for (const { event } of batch) {
-      const message = this.#inDelivery.get(event);
-      if (message === undefined) continue;
+      const delivering = this.#inDelivery.get(event);
+      if (delivering === undefined) continue;
       this.#inDelivery.delete(event);
-      if (failure === undefined) message.ack();
-      else message.retry();
+      if (failure === undefined) delivering.message.ack();
+      else delivering.message.retry();
     }
   }
 
-  #push(message: QueueMessage, delaySeconds: number): boolean {
+  #push(message: QueueMessage, delaySeconds: number, replaces?: CloudflareQueueMessage): boolean {
     const { event, attempts, targets } = message;
     // The size is that of the JSON the Queue will store, counted from the event's cached JSON.
     const json = serializeEvent(event);
@@ -394,15 +514,14 @@ export class CloudflareQueueTransport implements QueueTransport {
       ? { path: this.path, attempts, event }
       : { path: this.path, attempts, targets: [...targets], event };
     if (this.#buffer.length === 0) this.#track(Promise.resolve().then(() => this.#sendBuffer()));
-    this.#buffer.push({ body, bytes, delaySeconds });
+    this.#buffer.push({ body, bytes, delaySeconds, message, replaces });
     return true;
   }
 
   #track(work: Promise<void>): void {
-    const tracked = work.then(undefined, (error) => {
+    this.#work.add(work.catch((error) => {
       this.#logger.error(`CloudflareQueueTransport "${this.path}" failed unexpectedly`, error);
-    }).finally(() => this.#work.delete(tracked));
-    this.#work.add(tracked);
+    }));
   }
 
   async #sendBuffer(): Promise<void> {
@@ -436,27 +555,30 @@ export class CloudflareQueueTransport implements QueueTransport {
       contentType: "json",
       ...(delaySeconds > 0 ? { delaySeconds } : {}),
     }));
-    for (let attempt = 0;; attempt++) {
+    let error: unknown;
+    for (let attempt = 1;; attempt++) {
       try {
         await this.#queue.sendBatch(requests);
+        for (const outgoing of chunk) settle(outgoing.message);
         return;
-      } catch (error) {
-        if (attempt < SEND_RETRY_DELAYS_MS.length) {
-          await sleep(SEND_RETRY_DELAYS_MS[attempt]);
-          continue;
-        }
-        this.#lost += chunk.length;
-        this.#logger.error(
-          `CloudflareQueueTransport "${this.path}" lost ${chunk.length} message(s): sendBatch failed ${
-            attempt + 1
-          } times (${describe(error)}); the messages follow:\n${
-            chunk.map((message) => JSON.stringify(message.body)).join("\n")
-          }`,
-          error,
-        );
-        return;
+      } catch (failure) {
+        error = failure ?? new Error("sendBatch rejected without a reason");
       }
+      if (attempt >= this.#sendAttempts) break;
+      await this.#sendBackoff.wait(attempt);
     }
+    // Retries that replace a message in delivery fall back to the platform's retry of it: not lost.
+    const lost = chunk.filter((outgoing) => outgoing.replaces === undefined);
+    if (lost.length > 0) {
+      this.#lost += lost.length;
+      this.#logger.error(
+        `CloudflareQueueTransport "${this.path}" lost ${lost.length} message(s): sendBatch failed ${this.#sendAttempts} times (${
+          describe(error)
+        }); the messages follow:\n${lost.map((outgoing) => JSON.stringify(outgoing.body)).join("\n")}`,
+        error,
+      );
+    }
+    for (const outgoing of chunk) settle(outgoing.message, error);
   }
 }
 

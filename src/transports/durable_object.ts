@@ -1,8 +1,9 @@
 /**
  * A bus transport over a Cloudflare Durable Object: an
- * {@linkcode EventBusBackend} in a Worker publishes to the object, and the
- * object fans each event out to its WebSocket subscribers whose name patterns
- * match it (hibernation API; the object keeps no events).
+ * {@linkcode EventBusBackend} in a Worker publishes to the object on its
+ * topic, and the object fans each event out to the WebSocket subscribers of
+ * that topic whose name patterns match it (hibernation API; the object keeps
+ * no events).
  *
  * Only structural types of the Workers runtime are used, so this module
  * loads (and is tested) anywhere; the WebSocket side needs workerd.
@@ -10,7 +11,8 @@
  * @module
  */
 
-import { typeName } from "../diagnostics.ts";
+import { PendingSet } from "../_pending.ts";
+import { consoleLogger, type DiagnosticLogger, typeName } from "../diagnostics.ts";
 import { ImproperlyConfigured } from "../errors.ts";
 import { serializeEvent, type TrackingEvent } from "../event.ts";
 import { RegexFilter } from "../processors/regex_filter.ts";
@@ -44,20 +46,30 @@ export interface HibernatableWebSocket {
 
 /** A Durable Object's state (`ctx`): the part this module uses. */
 export interface DurableObjectStateLike {
-  /** Accepts a WebSocket so that the object may hibernate while it is open. */
+  /** Accepts a WebSocket so that the object may hibernate while it is open; `tags` (at most 10, 256 characters each) find it again. */
   acceptWebSocket(socket: HibernatableWebSocket, tags?: string[]): void;
-  /** The accepted WebSockets that are open. */
+  /** The accepted WebSockets that are open, or those with the tag. */
   getWebSockets(tag?: string): HibernatableWebSocket[];
+  /** Answers a request frame with a response frame without waking the object (a `WebSocketRequestResponsePair`). */
+  setWebSocketAutoResponse?(pair?: unknown): void;
 }
 
 /** The name of the one object all bus events go through. */
 export const EVENT_BUS_OBJECT_NAME = "event-bus";
-/** The most bytes the patterns of one subscriber may take, as JSON (the attachment limit of the hibernation API). */
+/**
+ * The most bytes the subscription of one socket (its topic and patterns) may
+ * take, as JSON (the attachment limit of the hibernation API).
+ */
 export const MAX_PATTERN_BYTES = 2_048;
+/** The longest topic, in characters: the topic is the socket's tag, and tags are at most 256 characters. */
+export const MAX_TOPIC_LENGTH = 256;
 /** The most compiled pattern sets the object keeps; subscribers sharing a set share its filter. */
 export const MAX_CACHED_FILTERS = 64;
 
 const PUBLISH_URL = "https://event-bus.internal/publish";
+/** The keep-alive a subscriber may send, and the object's answer. */
+const PING = "ping";
+const PONG = "pong";
 
 /** Options of {@linkcode DurableObjectBus}. */
 export interface DurableObjectBusOptions {
@@ -65,15 +77,29 @@ export interface DurableObjectBusOptions {
   namespace: DurableObjectNamespaceLike;
   /** The object's name. @default "event-bus" */
   name?: string;
+  /**
+   * Whether `publish` returns the promise of its request, so that the
+   * publishing branch's `send` settles with it. With `false` it returns
+   * nothing: the request is awaited only by `flush()` (a Worker keeps it alive
+   * with `waitUntil`), and a failed one is logged and counted in
+   * {@linkcode DurableObjectBus.failed}; publishing then never holds up or
+   * fails the event's other branches (the Worker's 202 waits for the Queue,
+   * not for the bus). @default true
+   */
+  awaitPublish?: boolean;
+  /** Where failed requests are reported when `awaitPublish` is false. @default consoleLogger */
+  logger?: DiagnosticLogger;
 }
 
 /**
  * The producer side of the Durable Object bus. `publish` buffers the event
- * and sends the buffer to the object in one request on a later microtask (one
- * request per emit loop, not per event); the promise it returns settles with
- * that request. All topics go to one object, whose subscribers choose events
- * by name. `subscribe` throws: consumers are WebSocket clients of the object,
- * connected with {@linkcode DurableObjectBus.connect}.
+ * and sends the buffer of its topic to the object in one request on a later
+ * microtask (`POST /publish?topic=…`: one request per topic and emit loop,
+ * not per event); the promise it returns settles with that request. All
+ * topics go to one object, which sends each event to the subscribers of its
+ * topic whose patterns match its name. `subscribe` throws: consumers are
+ * WebSocket clients of the object, connected with
+ * {@linkcode DurableObjectBus.connect}.
  *
  * @example Publish through a fake namespace
  * ```ts
@@ -81,11 +107,13 @@ export interface DurableObjectBusOptions {
  * import { EventBusBackend, Tracker } from "@edx/event-tracking";
  * import assert from "node:assert/strict";
  *
+ * const urls: string[] = [];
  * const bodies: string[] = [];
  * const namespace = {
  *   idFromName: (name: string) => name,
  *   get: () => ({
- *     fetch: async (_url: Request | string, init?: RequestInit) => {
+ *     fetch: async (url: Request | string, init?: RequestInit) => {
+ *       urls.push(String(url));
  *       bodies.push(String(init?.body));
  *       return new Response(null, { status: 204 });
  *     },
@@ -93,6 +121,7 @@ export interface DurableObjectBusOptions {
  * };
  * const bus = new EventBusBackend({
  *   transport: new DurableObjectBus({ namespace }),
+ *   backendName: "enrollments",
  *   consume: false,
  *   eventBusTrackingLogs: ["a", "b"],
  * });
@@ -100,16 +129,19 @@ export interface DurableObjectBusOptions {
  * tracker.emit("a");
  * tracker.emit("b");
  * await tracker.flush();
- * assert.equal(bodies.length, 1);
+ * assert.deepEqual(urls, ["https://event-bus.internal/publish?topic=enrollments"]);
  * assert.deepEqual(bodies[0].split("\n").map((line) => JSON.parse(line).name), ["a", "b"]);
  * ```
  */
 export class DurableObjectBus implements BusTransport {
   readonly #namespace: DurableObjectNamespaceLike;
   readonly #name: string;
-  #lines: string[] = [];
-  #sent: Promise<void> | undefined;
-  readonly #pending = new Set<Promise<void>>();
+  // The events of each topic waiting for the next request, and that request.
+  readonly #batches = new Map<string, { readonly lines: string[]; readonly sent: Promise<void> }>();
+  readonly #pending = new PendingSet();
+  readonly #awaitPublish: boolean;
+  readonly #logger: DiagnosticLogger;
+  #failed = 0;
 
   /**
    * Creates the bus; it does no I/O.
@@ -126,22 +158,41 @@ export class DurableObjectBus implements BusTransport {
     }
     this.#namespace = options.namespace;
     this.#name = options.name ?? EVENT_BUS_OBJECT_NAME;
+    this.#awaitPublish = options.awaitPublish ?? true;
+    this.#logger = options.logger ?? consoleLogger;
+  }
+
+  /** Events whose request failed, when `awaitPublish` is false (otherwise the publishing branch counts them). */
+  get failed(): number {
+    return this.#failed;
   }
 
   /**
-   * Queues the event for the next request to the object.
+   * Queues the event for the next request of its topic to the object.
    *
-   * @returns A promise that resolves when the object has fanned the event out, and rejects if the request failed.
+   * @returns A promise that resolves when the object has fanned the event out, and rejects if the request failed;
+   *   nothing when `awaitPublish` is false.
    */
-  publish(_topic: string, event: TrackingEvent): Promise<void> {
-    this.#lines.push(serializeEvent(event));
-    if (this.#sent === undefined) {
-      const sent = Promise.resolve().then(() => this.#send());
-      this.#sent = sent;
-      const pending = sent.then(undefined, () => {}).finally(() => this.#pending.delete(pending));
-      this.#pending.add(pending);
+  publish(topic: string, event: TrackingEvent): Promise<void> | undefined {
+    let batch = this.#batches.get(topic);
+    if (batch === undefined) {
+      const lines: string[] = [];
+      const sent = Promise.resolve().then(() => this.#send(topic, lines));
+      if (!this.#awaitPublish) {
+        sent.catch((error) => {
+          this.#failed += lines.length;
+          this.#logger.error(
+            `DurableObjectBus: ${lines.length} event(s) on topic "${topic}" were not published`,
+            error,
+          );
+        });
+      }
+      batch = { lines, sent };
+      this.#batches.set(topic, batch);
+      this.#pending.add(sent);
     }
-    return this.#sent;
+    batch.lines.push(serializeEvent(event));
+    return this.#awaitPublish ? batch.sent : undefined;
   }
 
   /**
@@ -157,15 +208,22 @@ export class DurableObjectBus implements BusTransport {
 
   /**
    * Forwards a WebSocket upgrade request (`GET …?pattern=…`, the pattern
-   * repeatable) to the object, which answers it.
+   * repeatable) to the object, which answers it. With `topic`, the request
+   * subscribes to that topic (its `topic` query parameter is set to it);
+   * without, the request must name its topic.
    */
-  connect(request: Request): Promise<Response> {
+  connect(request: Request, topic?: string): Promise<Response> {
+    if (topic !== undefined) {
+      const url = new URL(request.url);
+      url.searchParams.set("topic", topic);
+      request = new Request(url, request);
+    }
     return this.#stub().fetch(request);
   }
 
   /** Resolves when every published event has been sent to the object. */
-  async flush(): Promise<void> {
-    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  flush(): Promise<void> {
+    return this.#pending.settled();
   }
 
   /** Flushes. */
@@ -177,11 +235,10 @@ export class DurableObjectBus implements BusTransport {
     return this.#namespace.get(this.#namespace.idFromName(this.#name) as never);
   }
 
-  async #send(): Promise<void> {
-    const lines = this.#lines;
-    this.#lines = [];
-    this.#sent = undefined;
-    const response = await this.#stub().fetch(PUBLISH_URL, {
+  async #send(topic: string, lines: string[]): Promise<void> {
+    // Later events of the topic go in the next request.
+    this.#batches.delete(topic);
+    const response = await this.#stub().fetch(`${PUBLISH_URL}?topic=${encodeURIComponent(topic)}`, {
       method: "POST",
       headers: { "content-type": "application/x-ndjson" },
       body: lines.join("\n"),
@@ -189,13 +246,15 @@ export class DurableObjectBus implements BusTransport {
     await response.body?.cancel();
     if (!response.ok) {
       throw new Error(
-        `Cannot publish ${lines.length} event(s) to the event bus object: it answered ${response.status}`,
+        `Cannot publish ${lines.length} event(s) on topic "${topic}" to the event bus object: it answered ${response.status}`,
       );
     }
   }
 }
 
+/** What a socket keeps as its attachment: what it subscribed to. */
 interface Subscription {
+  readonly topic: string;
   readonly patterns: string[];
 }
 
@@ -203,14 +262,19 @@ interface Subscription {
  * The Durable Object that fans bus events out to WebSocket subscribers
  * (export it from the Worker and bind it; see worker/wrangler.toml).
  *
- * - A WebSocket upgrade request with `pattern` query parameters (Python
- *   regular expressions, matched at the start of the event name) subscribes;
- *   the socket is accepted through the hibernation API with its patterns as
- *   its attachment. No pattern, patterns over 2,048 bytes, or a pattern
- *   {@linkcode RegexFilter} refuses answer 400.
- * - `POST /publish` with one event JSON per line sends each event, as its
- *   JSON line, to every socket with a matching pattern (decided by
- *   {@linkcode RegexFilter.matches}), and answers `{ "delivered": n }`.
+ * - A WebSocket upgrade request with a `topic` and `pattern` query parameters
+ *   (Python regular expressions, matched at the start of the event name)
+ *   subscribes to that topic; the socket is accepted through the hibernation
+ *   API, tagged with its topic, with `{ topic, patterns }` as its attachment.
+ *   No topic, a topic over 256 characters, no pattern, a subscription over
+ *   2,048 bytes, or a pattern {@linkcode RegexFilter} refuses answer 400.
+ * - `POST /publish?topic=…` with one event JSON per line sends each event, as
+ *   its JSON line, to every socket subscribed to that topic with a matching
+ *   pattern (decided by {@linkcode RegexFilter.matches}), and answers
+ *   `{ "delivered": n }`. Without a topic it answers 400.
+ * - A subscriber's text frame `ping` is answered `pong` (by the runtime,
+ *   without waking the object, where it has `setWebSocketAutoResponse`);
+ *   anything else a subscriber sends is ignored.
  *
  * The object holds no events and no per-socket state beyond the attachments;
  * compiled filters are cached per pattern set, at most 64.
@@ -225,22 +289,41 @@ export class EventBusObject {
   readonly #state: DurableObjectStateLike;
   readonly #filters = new Map<string, RegexFilter>();
 
-  /** Called by the runtime with the object's state. */
+  /** Called by the runtime with the object's state; sets the `ping` → `pong` auto-response where the runtime has it. */
   constructor(state: DurableObjectStateLike, _env?: unknown) {
     this.#state = state;
+    const { WebSocketRequestResponsePair } = globalThis as unknown as {
+      WebSocketRequestResponsePair?: new (request: string, response: string) => unknown;
+    };
+    if (typeof state.setWebSocketAutoResponse === "function" && typeof WebSocketRequestResponsePair === "function") {
+      state.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
+    }
   }
 
-  /** Handles a subscription (WebSocket upgrade) or a publication (`POST /publish`). */
+  /** Handles a subscription (WebSocket upgrade) or a publication (`POST /publish?topic=…`). */
   async fetch(request: Request): Promise<Response> {
     if (request.headers.get("upgrade")?.toLowerCase() === "websocket") return this.#subscribe(request);
-    if (request.method === "POST" && new URL(request.url).pathname === "/publish") {
-      return Response.json({ delivered: this.#fanOut(await request.text()) });
+    const url = new URL(request.url);
+    if (request.method === "POST" && url.pathname === "/publish") {
+      const topic = url.searchParams.get("topic");
+      if (!topic) {
+        await request.body?.cancel();
+        return badRequest("Cannot publish: give the 'topic' query parameter");
+      }
+      return Response.json({ delivered: this.#fanOut(topic, await request.text()) });
     }
     return Response.json({ error: "not_found", message: "The event bus object has no such route" }, { status: 404 });
   }
 
-  /** Subscribers only listen: what they send (a keep-alive, say) is ignored. */
-  webSocketMessage(_socket: HibernatableWebSocket, _message: string | ArrayBuffer): void {}
+  /** Subscribers only listen: a `ping` is answered `pong` (where the runtime does not), anything else is ignored. */
+  webSocketMessage(socket: HibernatableWebSocket, message: string | ArrayBuffer): void {
+    if (message !== PING) return;
+    try {
+      socket.send(PONG);
+    } catch {
+      // The socket is closing.
+    }
+  }
 
   /** Completes the closing handshake a subscriber started. */
   webSocketClose(socket: HibernatableWebSocket, code: number, reason: string): void {
@@ -253,14 +336,22 @@ export class EventBusObject {
   }
 
   #subscribe(request: Request): Response {
-    const patterns = [...new Set(new URL(request.url).searchParams.getAll("pattern"))];
+    const query = new URL(request.url).searchParams;
+    const topic = query.get("topic");
+    if (!topic) return badRequest("Cannot subscribe: give the 'topic' query parameter");
+    if (topic.length > MAX_TOPIC_LENGTH) {
+      return badRequest(`Cannot subscribe: the topic is over ${MAX_TOPIC_LENGTH} characters`);
+    }
+    const patterns = [...new Set(query.getAll("pattern"))];
     if (patterns.length === 0) {
       return badRequest("Cannot subscribe: give at least one 'pattern' query parameter");
     }
-    const subscription: Subscription = { patterns };
+    const subscription: Subscription = { topic, patterns };
     const bytes = new TextEncoder().encode(JSON.stringify(subscription)).length;
     if (bytes > MAX_PATTERN_BYTES) {
-      return badRequest(`Cannot subscribe: the patterns take ${bytes} bytes, over the limit of ${MAX_PATTERN_BYTES}`);
+      return badRequest(
+        `Cannot subscribe: the topic and patterns take ${bytes} bytes, over the limit of ${MAX_PATTERN_BYTES}`,
+      );
     }
     try {
       this.#filter(patterns);
@@ -272,13 +363,13 @@ export class EventBusObject {
       WebSocketPair: new () => { 0: HibernatableWebSocket; 1: HibernatableWebSocket };
     };
     const pair = new WebSocketPair();
-    this.#state.acceptWebSocket(pair[1]);
+    this.#state.acceptWebSocket(pair[1], [topic]);
     pair[1].serializeAttachment(subscription);
     return new Response(null, { status: 101, webSocket: pair[0] } as ResponseInit);
   }
 
-  #fanOut(body: string): number {
-    const sockets = this.#state.getWebSockets();
+  #fanOut(topic: string, body: string): number {
+    const sockets = this.#state.getWebSockets(topic);
     let delivered = 0;
     for (const line of body.split("\n")) {
       if (line === "") continue;
@@ -286,7 +377,7 @@ export class EventBusObject {
       if (typeof name !== "string") continue;
       for (const socket of sockets) {
         const subscription = socket.deserializeAttachment() as Subscription | null;
-        if (subscription === null || !this.#filter(subscription.patterns).matches(name)) continue;
+        if (subscription?.topic !== topic || !this.#filter(subscription.patterns).matches(name)) continue;
         try {
           socket.send(line);
           delivered++;

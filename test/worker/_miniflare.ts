@@ -3,7 +3,8 @@
  * same `wrangler deploy --dry-run` as the `build:worker` task), and
  * Miniflare runs the bundle with the bindings wrangler reads from
  * worker/wrangler.toml, plus a second Worker that records what reaches the
- * dead-letter queue.
+ * dead-letter queue. Variants of the collector (the same bundle with other
+ * bindings) answer on their own host names.
  *
  * @module
  */
@@ -20,6 +21,40 @@ const WRANGLER = "npm:wrangler@4.116.0";
 export const DEAD_LETTERS_KV = "DEAD_LETTERS";
 /** The name of the Worker that consumes the dead-letter queue in the tests. */
 export const OBSERVER = "dead-letter-observer";
+/**
+ * Where a variant with `rejectingQueue` answers `{ calls }`: how many
+ * `sendBatch` calls its Queue stand-in refused.
+ */
+export const REJECTED_CALLS_PATH = "/__test/rejected-sendbatch-calls";
+
+/**
+ * The entry module of a variant with `rejectingQueue`: the bundle's own
+ * exports, with `EVENTS_QUEUE` replaced by an object whose `sendBatch`
+ * always rejects. Nothing else of the Worker is changed.
+ */
+const REJECTING_QUEUE_ENTRY = `import collector from "./index.js";
+export { EventBusObject } from "./index.js";
+let calls = 0;
+const queue = {
+  async sendBatch(messages) {
+    calls++;
+    throw new Error("Queue unavailable (test double): " + [...messages].length + " message(s) refused");
+  },
+};
+// One bindings object per real one: the Worker builds its app once per bindings object.
+const envs = new WeakMap();
+function withRejectingQueue(env) {
+  let replaced = envs.get(env);
+  if (replaced === undefined) envs.set(env, replaced = { ...env, EVENTS_QUEUE: queue });
+  return replaced;
+}
+export default {
+  fetch(request, env, ctx) {
+    if (new URL(request.url).pathname === "${REJECTED_CALLS_PATH}") return Response.json({ calls });
+    return collector.fetch(request, withRejectingQueue(env), ctx);
+  },
+};
+`;
 
 /** Bundles the Worker into a new temporary directory and returns it. */
 export async function bundleWorker(): Promise<string> {
@@ -46,6 +81,24 @@ async function run(args: string[]): Promise<void> {
   }
 }
 
+/** Another collector Worker: the same bundle with other bindings, and no queue consumer. */
+export interface CollectorVariant {
+  /** The host name `dispatchFetch` routes to it, e.g. `two-buses.test`. */
+  host: string;
+  /** Its string bindings. */
+  vars: Record<string, string>;
+  /**
+   * Runs the bundle behind an entry module that replaces `EVENTS_QUEUE` with
+   * an object whose `sendBatch` always rejects: a Queue that is down, which
+   * Miniflare's Queue cannot be made to be (the transport keeps within every
+   * limit it enforces, and an RPC service as the binding fails to clone the
+   * event instead). `GET` {@linkcode REJECTED_CALLS_PATH} answers how many
+   * calls it refused. Without it the variant sends to the Queue the main
+   * collector consumes.
+   */
+  rejectingQueue?: boolean;
+}
+
 /** Options of {@linkcode startWorker}. */
 export interface StartWorkerOptions {
   /** The directory {@linkcode bundleWorker} made. */
@@ -54,6 +107,8 @@ export interface StartWorkerOptions {
   vars: Record<string, string>;
   /** Receives the Worker's standard output, chunk by chunk. */
   stdout: (text: string) => void;
+  /** Collector variants, each at its own host name. @default [] */
+  variants?: CollectorVariant[];
 }
 
 /**
@@ -65,6 +120,30 @@ export async function startWorker(options: StartWorkerOptions): Promise<Miniflar
   const { workerOptions } = unstable_getMiniflareWorkerOptions(WRANGLER_TOML);
   const consumers = workerOptions.queueConsumers as Record<string, { deadLetterQueue?: string }>;
   const [queue, consumer] = Object.entries(consumers)[0];
+  const collector = {
+    ...workerOptions,
+    modules: true,
+    modulesRoot: options.bundle,
+    scriptPath: `${options.bundle}/index.js`,
+  } as const;
+  const variants = [];
+  for (const [i, variant] of (options.variants ?? []).entries()) {
+    let scriptPath: string = collector.scriptPath;
+    if (variant.rejectingQueue) {
+      scriptPath = `${options.bundle}/rejecting-queue-${i}.js`;
+      await Deno.writeTextFile(scriptPath, REJECTING_QUEUE_ENTRY);
+    }
+    variants.push({
+      ...collector,
+      name: `collector-variant-${i}`,
+      scriptPath,
+      // The entry imports the bundle: a .js module, which Miniflare would otherwise load as CommonJS.
+      modulesRules: [{ type: "ESModule", include: ["**/*.js"] }, ...collector.modulesRules ?? []],
+      routes: [`${variant.host}/*`],
+      bindings: variant.vars,
+      queueConsumers: {},
+    });
+  }
   const mf = new Miniflare({
     handleRuntimeStdio(stdout: Readable, stderr: Readable) {
       stdout.on("data", (chunk: Uint8Array) => options.stdout(new TextDecoder().decode(chunk)));
@@ -72,14 +151,12 @@ export async function startWorker(options: StartWorkerOptions): Promise<Miniflar
     },
     workers: [
       {
-        ...workerOptions,
+        ...collector,
         name: "collector",
-        modules: true,
-        modulesRoot: options.bundle,
-        scriptPath: `${options.bundle}/index.js`,
         bindings: options.vars,
         queueConsumers: { [queue]: { ...consumer, maxBatchTimeout: 0.05, maxRetries: 2 } },
       },
+      ...variants,
       {
         name: OBSERVER,
         modules: true,

@@ -64,7 +64,7 @@ function branch(
     random: () => 1,
     logger: new RecordingLogger(),
   });
-  return { backend, deadLetter, tracker: new Tracker({ backends: { queue: backend } }) };
+  return { backend, deadLetter, tracker: new Tracker({ backends: { queue: backend }, logger: new RecordingLogger() }) };
 }
 
 Deno.test("CloudflareQueueTransport.enqueue() sends batches of at most 100 messages and 256 KB", async () => {
@@ -187,16 +187,158 @@ Deno.test("receiveQueueBatch() hands each message to the branch its path names a
   assert.match(logger.errors[0].message, /no async_routing branch at "backends.gone"/);
 });
 
-Deno.test("CloudflareQueueTransport logs and counts the messages sendBatch keeps refusing", async () => {
+Deno.test("CloudflareQueueTransport logs and counts the messages sendBatch keeps refusing, and settles them with the error", async () => {
   const logger = new RecordingLogger();
   const queue = fakeQueue(3);
-  const transport = new CloudflareQueueTransport({ queue, path: "backends.queue", logger });
+  const transport = new CloudflareQueueTransport({
+    queue,
+    path: "backends.queue",
+    logger,
+    sendBackoff: { initialMs: 0 },
+  });
   const { tracker } = branch(transport, {});
-  tracker.emit("lost");
-  await tracker.flush();
+  const sent = tracker.send(tracker.createEvent("lost"));
+  assert.ok(sent instanceof Promise);
+  await assert.rejects(sent, /Queue unavailable/);
   assert.equal(transport.lost, 1);
   assert.equal(queue.calls.length, 0);
   assert.match(logger.errors[0].message, /lost 1 message\(s\): sendBatch failed 3 times .*"name":"lost"/s);
+  await tracker.close();
+});
+
+Deno.test("CloudflareQueueTransport settles a message once sendBatch has stored it, trying sendAttempts times", async () => {
+  const queue = fakeQueue(1);
+  let release!: () => void;
+  const stored = new Promise<void>((resolve) => release = resolve);
+  const slow = {
+    async sendBatch(messages: Iterable<CloudflareQueueSendRequest>) {
+      await stored;
+      return queue.sendBatch(messages);
+    },
+  };
+  const transport = new CloudflareQueueTransport({
+    queue: slow,
+    path: "backends.queue",
+    sendAttempts: 2,
+    sendBackoff: { initialMs: 0 },
+  });
+  const { tracker } = branch(transport, {});
+  let settled = false;
+  const sent = tracker.send(tracker.createEvent("kept"))!.then(() => settled = true);
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.equal(settled, false, "not settled before sendBatch resolves");
+  assert.equal(transport.depth, 1);
+  release();
+  await sent;
+  // The first call failed, the second stored it.
+  assert.deepEqual(queue.calls.flat().map((message) => (message.body.event as TrackingEvent).name), ["kept"]);
+  assert.equal(transport.lost, 0);
+  await tracker.close();
+});
+
+Deno.test("CloudflareQueueTransport checks sendAttempts and sendBackoff", () => {
+  const queue = fakeQueue();
+  assert.throws(() => new CloudflareQueueTransport({ queue, path: "p", sendAttempts: 0 }), /'sendAttempts' must be/);
+  assert.throws(
+    () => new CloudflareQueueTransport({ queue, path: "p", sendBackoff: { initialMs: -1 } }),
+    /'backoff.initialMs' must be a non-negative number/,
+  );
+});
+
+Deno.test("CloudflareQueueTransport.abandon() returns the messages not yet sent and refuses new ones", async () => {
+  const queue = fakeQueue();
+  const transport = new CloudflareQueueTransport({ queue, path: "backends.queue" });
+  const event = (id: string): TrackingEvent => ({ id, name: id, timestamp: "", context: {}, data: {} });
+  transport.start(() => Promise.resolve());
+  assert.ok(transport.enqueue({ event: event("a"), attempts: 0 }));
+  assert.ok(transport.enqueue({ event: event("b"), targets: ["sink"], attempts: 1 }));
+  const abandoned = transport.abandon();
+  assert.deepEqual(abandoned.map((message) => [message.event.id, message.targets, message.attempts]), [
+    ["a", undefined, 0],
+    ["b", ["sink"], 1],
+  ]);
+  assert.equal(transport.enqueue({ event: event("c"), attempts: 0 }), false);
+  assert.equal(transport.lastRefusal, "queue closed");
+  await transport.flush();
+  assert.equal(queue.calls.length, 0);
+  assert.equal(transport.depth, 0);
+});
+
+/** A branch with sinks `a` and `b`, where `b` fails, and its transport told their names. */
+function twoSinks(queue: ReturnType<typeof fakeQueue>, known = true) {
+  // The transport exists before its branch: the names are read when a retry needs them.
+  const owner: { backend?: AsyncRoutingBackend } = {};
+  const transport = new CloudflareQueueTransport({
+    queue,
+    path: "backends.queue",
+    sendBackoff: { initialMs: 0 },
+    logger: new RecordingLogger(),
+    backendNames: known ? () => owner.backend?.backends.keys() : undefined,
+  });
+  const a = new InMemoryBackend();
+  const b = recordingBackend("b", [], () => {
+    throw new Error("b down");
+  });
+  const built = branch(transport, { a, b });
+  owner.backend = built.backend;
+  return { ...built, transport, a, b };
+}
+
+Deno.test("CloudflareQueueTransport.retry() of fewer targets than the message's acks it and sends a new message for them", async () => {
+  const queue = fakeQueue();
+  const { tracker, transport, a, b } = twoSinks(queue);
+  await tracker.send(tracker.createEvent("x"));
+  const first = delivered("m1", queue.calls[0][0].body);
+  await transport.receive([first.message]);
+  assert.equal(a.events.length, 1);
+  assert.equal(b.events.length, 1);
+  // a has the event: the Queue message is acked, and a new one owes it to b only, after the backoff.
+  assert.deepEqual(first.outcome, { acked: true });
+  const retry = queue.calls[1][0];
+  assert.deepEqual(retry.body, { path: "backends.queue", attempts: 1, targets: ["b"], event: retry.body.event });
+  assert.equal((retry.body.event as TrackingEvent).name, "x");
+  assert.equal(retry.delaySeconds, 2);
+
+  // Its delivery goes to b alone; b failing again is a retry of the same targets: the platform's.
+  const second = delivered("m2", JSON.parse(JSON.stringify(retry.body)));
+  await transport.receive([second.message]);
+  assert.equal(a.events.length, 1);
+  assert.equal(b.events.length, 2);
+  assert.deepEqual(second.outcome, { acked: false, retried: { delaySeconds: 2 } });
+  assert.equal(queue.calls.length, 2);
+  assert.equal(transport.depth, 0);
+  await tracker.close();
+});
+
+Deno.test("CloudflareQueueTransport.retry() falls back to the platform retry when the new message cannot be sent", async () => {
+  const queue = fakeQueue();
+  const { tracker, transport } = twoSinks(queue);
+  await tracker.send(tracker.createEvent("x"));
+  const body = queue.calls[0][0].body;
+  queue.sendBatch = fakeQueue(3).sendBatch;
+  const first = delivered("m1", body);
+  await transport.receive([first.message]);
+  // sendBatch failed 3 times: the whole message is retried by the platform, so a gets the event again (at-least-once).
+  assert.deepEqual(first.outcome, { acked: false, retried: { delaySeconds: 2 } });
+  assert.equal(transport.lost, 0);
+  assert.equal(transport.depth, 0);
+  await tracker.close();
+});
+
+Deno.test("CloudflareQueueTransport.retry() leaves a message to the platform when its branch's backends are not known", async () => {
+  const queue = fakeQueue();
+  const { tracker, transport } = twoSinks(queue, false);
+  await tracker.send(tracker.createEvent("x"));
+  const first = delivered("m1", queue.calls[0][0].body);
+  await transport.receive([first.message]);
+  assert.deepEqual(first.outcome, { acked: false, retried: { delaySeconds: 2 } });
+  assert.equal(queue.calls.length, 1);
+  // A message that names its targets is compared with them.
+  const named = delivered("m2", { ...queue.calls[0][0].body, targets: ["a", "b"] });
+  await transport.receive([named.message]);
+  assert.deepEqual(named.outcome, { acked: true });
+  assert.deepEqual(queue.calls[1][0].body.targets, ["b"]);
+  await tracker.close();
 });
 
 Deno.test("CloudflareQueueTransport.retry() sends a message not in delivery again, with its delay", async () => {

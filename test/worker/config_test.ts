@@ -79,3 +79,37 @@ Deno.test("buildCollector() reports a bad EVENT_TRACKING_CONFIG; a mongo sink wi
   assert.equal((tracker.getBackend("db") as MongoBackend).database, "from_binding");
   await tracker.close();
 });
+
+Deno.test("buildCollector() lists the event_bus topics in tree order; publishing does not hold up send()", async () => {
+  const requests: string[] = [];
+  const { tracker, topics, bus } = buildCollector(
+    env({
+      EVENT_TRACKING_CONFIG: JSON.stringify({
+        backends: {
+          first: { ENGINE: "event_bus", OPTIONS: { event_bus_tracking_logs: ["*"] } },
+          second: { ENGINE: "event_bus", OPTIONS: { event_bus_tracking_logs: ["*"], backendName: "named" } },
+        },
+      }),
+      EVENT_BUS: {
+        idFromName: (name: string) => name,
+        get: () => ({
+          fetch: (url: Request | string) => {
+            requests.push(String(url));
+            return Promise.resolve(new Response(null, { status: 503 }));
+          },
+        }),
+      },
+    }),
+    new RecordingLogger(),
+  );
+  assert.deepEqual(topics, ["first", "named"]);
+  // The Worker's 202 waits for what send() returns: the bus is not part of it.
+  assert.equal(tracker.send(tracker.createEvent("a")), undefined);
+  await tracker.flush();
+  assert.deepEqual(requests.sort(), [
+    "https://event-bus.internal/publish?topic=first",
+    "https://event-bus.internal/publish?topic=named",
+  ]);
+  assert.equal(bus.failed, 2);
+  await tracker.close();
+});
