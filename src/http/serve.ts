@@ -123,16 +123,24 @@ export function defaultCollectorConfig(dataDir: string, mongodbUri?: string): Tr
 }
 
 function busSubscriber(tracker: Tracker): ((c: Context) => Response | Promise<Response>) | undefined {
-  let bus: EventBusBackend | undefined;
+  // Each event_bus branch is a topic; `?topic=` picks one, else the first of the tree.
+  const buses = new Map<string, EventBusBackend>();
   for (const { backend } of walkTree(tracker.backends)) {
-    if (backend instanceof EventBusBackend) {
-      bus = backend;
-      break;
-    }
+    if (backend instanceof EventBusBackend && !buses.has(backend.backendName)) buses.set(backend.backendName, backend);
   }
-  if (bus === undefined) return undefined;
-  const { transport, backendName } = bus;
+  if (buses.size === 0) return undefined;
   const upgrade = upgradeWebSocket((c) => {
+    const topic = c.req.query("topic");
+    const bus = topic === undefined ? buses.values().next().value! : buses.get(topic);
+    if (bus === undefined) {
+      throw new HttpError(
+        404,
+        "unknown_topic",
+        `No event_bus branch publishes on topic "${topic}" (topics: ${
+          [...buses.keys()].map((t) => `"${t}"`).join(", ")
+        })`,
+      );
+    }
     const patterns = c.req.queries("pattern") ?? [];
     if (patterns.length === 0) {
       throw new HttpError(400, "invalid_pattern", "Give at least one ?pattern= to subscribe to");
@@ -146,7 +154,7 @@ function busSubscriber(tracker: Tracker): ((c: Context) => Response | Promise<Re
     let unsubscribe: (() => void) | undefined;
     return {
       onOpen(_event, ws) {
-        unsubscribe = transport.subscribe(backendName, (event) => {
+        unsubscribe = bus.transport.subscribe(bus.backendName, (event) => {
           if (!filter.matches(event.name)) return;
           if (((ws.raw as WebSocket | undefined)?.bufferedAmount ?? 0) > MAX_SUBSCRIBER_BACKLOG) {
             ws.close(1013, "Subscriber too slow: over 1 MiB behind");

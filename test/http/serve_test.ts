@@ -104,6 +104,7 @@ Deno.test("GET /v1/bus/subscribe refuses a missing or invalid pattern with 400, 
       ["", upgrade, 400, "invalid_pattern"],
       ["?pattern=(", upgrade, 400, "invalid_pattern"],
       ["?pattern=a", {}, 401, "unauthorized"],
+      ["?pattern=a&topic=nope", upgrade, 404, "unknown_topic"],
     ] as const
   ) {
     const response = await fetch(`${collector.url}/v1/bus/subscribe${query}`, { headers });
@@ -229,6 +230,42 @@ Deno.test("A client that goes away mid-request is counted in /v1/metrics, not lo
   }
   assert.match(text, /^event_tracking_client_disconnects_total 1$/m);
   assert.deepEqual(logger.errors.map((e) => e.message), []);
+  await collector.shutdown();
+  await Deno.remove(dataDir, { recursive: true });
+});
+
+Deno.test("GET /v1/bus/subscribe?topic= picks one event_bus branch: each event arrives once", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const bus = { ENGINE: "event_bus", OPTIONS: { event_bus_tracking_logs: ["*"] } };
+  const collector = await startCollector({
+    port: 0,
+    hostname: "127.0.0.1",
+    token: TOKEN,
+    dataDir,
+    config: { backends: { first: bus, second: bus } },
+  });
+  const socket = new WebSocket(`${collector.url.replace("http", "ws")}/v1/bus/subscribe?topic=second&pattern=.*`, {
+    headers: auth,
+  });
+  const received: string[] = [];
+  socket.onmessage = (message) => received.push(JSON.parse(message.data).name);
+  await new Promise((resolve, reject) => {
+    socket.onopen = resolve;
+    socket.onerror = reject;
+  });
+  const response = await fetch(`${collector.url}/v1/events`, {
+    method: "POST",
+    headers: auth,
+    body: JSON.stringify({ events: [{ name: "a" }, { name: "b" }, { name: "c" }] }),
+  });
+  assert.equal(response.status, 202);
+  await response.body?.cancel();
+  for (let i = 0; i < 100 && received.length < 3; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(received, ["a", "b", "c"]);
+  const closed = new Promise((resolve) => socket.onclose = resolve);
+  socket.close();
+  await closed;
   await collector.shutdown();
   await Deno.remove(dataDir, { recursive: true });
 });
