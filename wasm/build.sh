@@ -13,7 +13,7 @@ root=$(dirname "$here")
 mode=${1:-build}
 
 missing=""
-for pkg in rustc cargo libstd-rust-dev-wasm32 librust-regex-automata-dev binaryen patch; do
+for pkg in rustc cargo libstd-rust-dev-wasm32 librust-regex-automata-dev librust-regex-automata+std-dev lld-14 binaryen patch; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     missing="$missing $pkg"
   fi
