@@ -15,6 +15,7 @@
 
 import { consoleLogger, type DiagnosticLogger } from "./diagnostics.ts";
 import { restoreEvent, serializeEvent, type TrackingEvent } from "./event.ts";
+import { GroupWriter } from "./_group_writer.ts";
 import { PendingSet } from "./_pending.ts";
 
 type Fs = typeof import("node:fs/promises");
@@ -100,11 +101,11 @@ class Record implements WalRecord {
   }
 }
 
+/** One append waiting for its group write; the write records the segment it went to. */
 interface PendingAppend {
   readonly text: string;
   readonly events: readonly TrackingEvent[];
-  readonly resolve: (records: WalRecord[]) => void;
-  readonly reject: (error: unknown) => void;
+  segment?: Segment;
 }
 
 /**
@@ -140,10 +141,8 @@ export class WriteAheadLog {
   readonly #released = (segment: Segment) => this.#release(segment);
   #nextSequence: number;
   #current: Segment | undefined;
-  #queue: PendingAppend[] = [];
-  #draining: Promise<void> | undefined;
+  readonly #writer = new GroupWriter<PendingAppend>((batch) => this.#write(batch));
   #unsynced = false;
-  #syncDue = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closing: Promise<void> | undefined;
   // Set once close has closed the files: releases then only count, and the
@@ -249,10 +248,9 @@ export class WriteAheadLog {
     if (events.length === 0) return [];
     let text = "";
     for (const event of events) text += serializeEvent(event) + "\n";
-    return await new Promise<WalRecord[]>((resolve, reject) => {
-      this.#queue.push({ text, events, resolve, reject });
-      this.#draining ??= this.#drain();
-    });
+    const append: PendingAppend = { text, events };
+    await this.#writer.add(append);
+    return events.map((event) => new Record(event, append.segment!));
   }
 
   /**
@@ -268,7 +266,7 @@ export class WriteAheadLog {
   }
 
   async #close(): Promise<void> {
-    while (this.#draining !== undefined) await this.#draining;
+    await this.#writer.drained();
     clearTimeout(this.#timer);
     this.#timer = undefined;
     const current = this.#current;
@@ -320,24 +318,6 @@ export class WriteAheadLog {
     }
   }
 
-  // Never rejects: a failure rejects the appends it concerns, or is logged.
-  async #drain(): Promise<void> {
-    // Let the appends of the current tick join this write.
-    await Promise.resolve();
-    while (this.#queue.length > 0 || this.#syncDue) {
-      if (this.#queue.length > 0) {
-        const batch = this.#queue;
-        this.#queue = [];
-        await this.#write(batch);
-      }
-      if (this.#syncDue) {
-        this.#syncDue = false;
-        await this.#syncCurrent();
-      }
-    }
-    this.#draining = undefined;
-  }
-
   async #write(batch: PendingAppend[]): Promise<void> {
     let segment: Segment | undefined;
     try {
@@ -360,14 +340,13 @@ export class WriteAheadLog {
     } catch (error) {
       // The file may now end in part of a line: later lines must not follow it.
       if (segment !== undefined) await this.#retire(segment);
-      for (const append of batch) append.reject(error);
-      return;
+      throw error;
     }
-    const written = segment;
+    // Counted before the next write can retire (and delete) the segment.
     for (const append of batch) {
-      written.live += append.events.length;
+      append.segment = segment;
+      segment.live += append.events.length;
       this.#pending += append.events.length;
-      append.resolve(append.events.map((event) => new Record(event, written)));
     }
   }
 
@@ -430,8 +409,7 @@ export class WriteAheadLog {
     if (this.#timer !== undefined) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#syncDue = true;
-      this.#draining ??= this.#drain();
+      this.#writer.schedule(() => this.#syncCurrent());
     }, this.#intervalMs);
     unref(this.#timer);
   }

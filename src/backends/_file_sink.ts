@@ -7,6 +7,8 @@
  * @module
  */
 
+import { GroupWriter } from "../_group_writer.ts";
+
 type FileHandle = import("node:fs/promises").FileHandle;
 
 /** Called once per batch when its write has settled: how many lines it held, and the error if it failed. */
@@ -44,23 +46,6 @@ async function lastLineEnd(handle: FileHandle, size: number): Promise<number> {
   return 0;
 }
 
-/** The lines written in one tick, and the one promise they share. */
-class Batch {
-  readonly lines: string[] = [];
-  readonly promise: Promise<void>;
-  resolve!: () => void;
-  reject!: (error: Error) => void;
-
-  constructor() {
-    this.promise = new Promise<void>((resolve, reject) => {
-      this.resolve = resolve;
-      this.reject = reject;
-    });
-    // Nobody has to await a batch: its failure is also counted by the sink's owner.
-    this.promise.catch(ignore);
-  }
-}
-
 /**
  * A buffered appender for one JSON-lines file. On opening a file whose last
  * byte is not a newline (a write interrupted by a crash), it first truncates
@@ -69,9 +54,7 @@ class Batch {
 export class FileSink {
   readonly path: string;
   readonly #options: FileSinkOptions;
-  #batch: Batch | undefined;
-  #pending = 0;
-  #draining: Promise<void> | undefined;
+  readonly #writer = new GroupWriter<string>((lines) => this.#writeBatch(lines));
   #handle: FileHandle | undefined;
 
   constructor(path: string, options: FileSinkOptions) {
@@ -86,24 +69,17 @@ export class FileSink {
    * in the file and rejects if its write failed. It never goes unhandled.
    */
   write(line: string): Promise<void> {
-    let batch = this.#batch;
-    if (batch === undefined) {
-      batch = this.#batch = new Batch();
-      this.#draining ??= this.#drain();
-    }
-    batch.lines.push(line);
-    this.#pending++;
-    return batch.promise;
+    return this.#writer.add(line);
   }
 
   /** Lines queued or being written. */
   get pending(): number {
-    return this.#pending;
+    return this.#writer.pending;
   }
 
   /** Resolves when every line queued so far has been written or has failed; failed lines are not retried. */
-  async flush(): Promise<void> {
-    while (this.#draining !== undefined) await this.#draining;
+  flush(): Promise<void> {
+    return this.#writer.drained();
   }
 
   /**
@@ -114,7 +90,7 @@ export class FileSink {
    */
   async close(): Promise<void> {
     // Checked and taken in one synchronous step: no write can start on the handle in between.
-    while (this.#draining !== undefined) await this.#draining;
+    await this.#writer.drained();
     const handle = this.#handle;
     this.#handle = undefined;
     if (handle === undefined) return;
@@ -131,28 +107,19 @@ export class FileSink {
     }
   }
 
-  async #drain(): Promise<void> {
-    // Let the current tick's writes join this batch.
-    await Promise.resolve();
-    while (this.#batch !== undefined) {
-      const batch = this.#batch;
-      this.#batch = undefined;
-      let failure: Error | undefined;
-      try {
-        await this.#append(batch.lines.join("\n") + "\n");
-      } catch (error) {
-        failure = this.#error("write to", error);
-      }
-      this.#pending -= batch.lines.length;
-      try {
-        this.#options.onSettled(batch.lines.length, failure);
-      } catch {
-        // Counting must not stop the drain.
-      }
-      if (failure === undefined) batch.resolve();
-      else batch.reject(failure);
+  async #writeBatch(lines: string[]): Promise<void> {
+    let failure: Error | undefined;
+    try {
+      await this.#append(lines.join("\n") + "\n");
+    } catch (error) {
+      failure = this.#error("write to", error);
     }
-    this.#draining = undefined;
+    try {
+      this.#options.onSettled(lines.length, failure);
+    } catch {
+      // Counting must not stop the writes.
+    }
+    if (failure !== undefined) throw failure;
   }
 
   async #append(text: string): Promise<void> {
