@@ -63,19 +63,23 @@ export { LoggerBackend, type LoggerBackendOptions, type LogLevel, MAX_EVENT_SIZE
 export { type NameAllowlistOptions, NameAllowlistProcessor } from "./src/processors/name_allowlist.ts";
 export {
   type FilterType,
+  loadRegexWasm,
   RegexFilter,
   type RegexFilterOptions,
+  type RegexWasmSource,
   useRegexWasmModule,
 } from "./src/processors/regex_filter.ts";
 export {
   type BranchInfo,
-  checkOptions,
   createTracker,
   type CreateTrackerOptions,
+  defineEngine,
   type DeliveryHooks,
+  type Engine,
   type EngineContext,
+  type EngineDefinition,
   type EngineFactory,
   type EngineSpec,
-  registerEngine,
+  type OptionsSchema,
   type TrackerConfig,
 } from "./src/config.ts";

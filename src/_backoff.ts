@@ -6,6 +6,9 @@
  * @module
  */
 
+import * as v from "valibot";
+import { type Expect, nonNegativeNumber, options, parseOptions, type SameType } from "./_schema.ts";
+
 /** How long to wait between attempts: exponential from `initialMs`, capped at `maxMs`, with jitter. */
 export interface BackoffOptions {
   /** The nominal delay before the second attempt, in milliseconds; `0` retries at once (tests). @default 100 */
@@ -14,14 +17,13 @@ export interface BackoffOptions {
   maxMs?: number;
 }
 
-function nonNegative(owner: string, name: string, value: unknown): number {
-  if (typeof value !== "number" || !(value >= 0) || !Number.isFinite(value)) {
-    throw new RangeError(
-      `Cannot create ${owner} as '${name}' must be a non-negative number: current value is ${String(value)}`,
-    );
-  }
-  return value;
-}
+/** The schema of {@linkcode BackoffOptions}, nested in the options of what retries. */
+export const backoffOptions = /* @__PURE__ */ (() =>
+  options({
+    initialMs: v.optional(nonNegativeNumber(), 100),
+    maxMs: v.optional(nonNegativeNumber(), 30_000),
+  }))();
+type _SameOptions = Expect<SameType<v.InferInput<typeof backoffOptions>, BackoffOptions>>;
 
 /** Exponential backoff with jitter: each delay is 50–100 % of the nominal one. */
 export class Backoff {
@@ -32,14 +34,13 @@ export class Backoff {
   readonly #random: () => number;
 
   /**
-   * @throws {RangeError} If a delay is negative or not a finite number.
+   * @param where The backoff option's place in errors, e.g. `AsyncRoutingBackend.backoff`.
+   * @throws {ImproperlyConfigured} If a delay is negative or not a finite number, or an option is unknown.
    */
-  constructor(owner: string, options: BackoffOptions = {}, random: () => number = Math.random) {
-    if (typeof options !== "object" || options === null) {
-      throw new TypeError(`Cannot create ${owner} as 'backoff' must be an object with initialMs and maxMs`);
-    }
-    this.initialMs = nonNegative(owner, "backoff.initialMs", options.initialMs ?? 100);
-    this.maxMs = nonNegative(owner, "backoff.maxMs", options.maxMs ?? 30_000);
+  constructor(where: string, options: BackoffOptions = {}, random: () => number = Math.random) {
+    const checked = parseOptions(backoffOptions, options, where);
+    this.initialMs = checked.initialMs;
+    this.maxMs = checked.maxMs;
     this.#random = random;
   }
 

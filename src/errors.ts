@@ -36,22 +36,38 @@ export class EventEmissionExit extends Error {
 }
 
 /**
- * A configuration error. Its message starts with the path of the offending
- * setting, for example `backends.xapi.OPTIONS.processors[0]: unknown ENGINE "foo.Bar"`.
+ * Invalid options or configuration, from a constructor or from
+ * `createTracker` alike. Its message starts with where the problem is: the
+ * class and option for a constructor (`LoggerBackend.level: must be one of
+ * …, got "loud"`), the path in the configuration for `createTracker`
+ * (`backends.log.OPTIONS.level: must be one of …, got "loud"`); what follows
+ * the path is the same in both.
+ *
+ * It extends `TypeError`, so code that caught the `TypeError`s constructors
+ * threw before keeps working (the `RangeError`s they threw for numbers out of
+ * range are `ImproperlyConfigured` too now).
  *
  * @example Catch a configuration error
  * ```ts
- * import { createTracker, ImproperlyConfigured } from "@edx/event-tracking";
+ * import { createTracker, ImproperlyConfigured, LoggerBackend } from "@edx/event-tracking";
  * import assert from "node:assert/strict";
  *
  * assert.throws(
  *   () => createTracker({ backends: { xapi: { ENGINE: "foo.Bar" } } }),
  *   ImproperlyConfigured,
  * );
+ * assert.throws(() => new LoggerBackend({ maxEventSize: -1 }), {
+ *   name: "ImproperlyConfigured",
+ *   path: "LoggerBackend.maxEventSize",
+ *   message: "LoggerBackend.maxEventSize: must be null or a non-negative integer, got -1",
+ * });
  * ```
  */
-export class ImproperlyConfigured extends Error {
-  /** Where in the configuration the problem is, e.g. `backends.xapi.OPTIONS`; `""` when not known. */
+export class ImproperlyConfigured extends TypeError {
+  /**
+   * Where the problem is: a path in the configuration (`backends.xapi.OPTIONS.processors[0]`),
+   * or a class and its option (`LoggerBackend.level`); `""` when not known.
+   */
   readonly path: string;
 
   /**
@@ -59,6 +75,7 @@ export class ImproperlyConfigured extends Error {
    *
    * @param message What is wrong.
    * @param path Where in the configuration.
+   * @param options The error's `cause`.
    */
   constructor(message: string, path = "", options?: ErrorOptions) {
     super(path ? `${path}: ${message}` : message, options);

@@ -14,6 +14,8 @@ import type { TrackingEvent } from "./event.ts";
 import { type BackendMetrics, emptyMetrics, type MetricsSnapshot } from "./metrics.ts";
 import { type Route, Routes } from "./_routes.ts";
 import { DROP, type Processor } from "./processor.ts";
+import * as v from "valibot";
+import { backends, type Expect, logger, options, parseOptions, processors, type SameType } from "./_schema.ts";
 
 /** Options of {@linkcode RoutingBackend}. */
 export interface RoutingBackendOptions {
@@ -24,6 +26,15 @@ export interface RoutingBackendOptions {
   /** Where failures are reported. @default consoleLogger */
   logger?: DiagnosticLogger;
 }
+
+/** The schema of {@linkcode RoutingBackendOptions}: what the constructor and the `routing` ENGINE check. */
+export const routingOptions = /* @__PURE__ */ (() =>
+  options({
+    backends: v.optional(backends()),
+    processors: v.optional(processors()),
+    logger: v.optional(logger()),
+  }))();
+type _SameOptions = Expect<SameType<v.InferInput<typeof routingOptions>, RoutingBackendOptions>>;
 
 /** The result of {@linkcode RoutingBackend.processEvent}: the processed event, or {@linkcode DROP}. */
 export type ProcessedEvent = TrackingEvent | typeof DROP;
@@ -89,13 +100,14 @@ export class RoutingBackend implements Backend {
   /**
    * Creates a router.
    *
-   * @throws {TypeError} If a backend has no callable `send` or a processor is not callable.
+   * @throws {ImproperlyConfigured} If a backend has no callable `send`, a processor is not callable, or an option is unknown.
    */
   constructor(options: RoutingBackendOptions = {}) {
-    this.#logger = options.logger ?? consoleLogger;
+    const checked = parseOptions(routingOptions, options, "RoutingBackend");
+    this.#logger = checked.logger ?? consoleLogger;
     this.#chain = new ProcessorChain(this.#logger, this.#counters);
-    this.#routes.registerAll("RoutingBackend", options.backends ?? {});
-    this.#chain.addAll("RoutingBackend", options.processors ?? []);
+    this.#routes.registerAll("RoutingBackend", checked.backends ?? {});
+    this.#chain.addAll("RoutingBackend", checked.processors ?? []);
   }
 
   /** The child backends in the order they are called (sorted by name). */

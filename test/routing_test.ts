@@ -19,22 +19,47 @@ const sample: TrackingEvent = Object.freeze({
 });
 
 // spec §10.3 tests 1–4
-Deno.test("RoutingBackend refuses a backend without a callable send, naming its type", () => {
+Deno.test("RoutingBackend refuses a backend without a callable send, naming it and its value", () => {
   assert.throws(() => new RoutingBackend({ backends: { a: "b" as never } }), {
-    name: "TypeError",
-    message: 'Backend String does not have a callable "send" method',
+    name: "ImproperlyConfigured",
+    message: 'RoutingBackend.backends.a: must be a backend (an object with a send method), got "b"',
   });
-  assert.throws(() => new RoutingBackend({ backends: { a: {} as never } }), /Backend Object does not have/);
-  assert.throws(() => new RoutingBackend({ backends: { a: null as never } }), /Backend null does not have/);
+  assert.throws(
+    () => new RoutingBackend({ backends: { a: {} as never } }),
+    /^ImproperlyConfigured: RoutingBackend\.backends\.a: .*, got \{\}$/,
+  );
+  assert.throws(
+    () => new RoutingBackend({ backends: { a: null as never } }),
+    /^ImproperlyConfigured: RoutingBackend\.backends\.a: .*, got null$/,
+  );
+  assert.throws(
+    () => new RoutingBackend({ backends: new Map([["m", 5 as never]]) }),
+    /^ImproperlyConfigured: RoutingBackend\.backends\.m: must be a backend .*, got 5$/,
+  );
+  // Still a TypeError, for callers that caught those.
+  assert.throws(() => new RoutingBackend({ backends: { a: "b" as never } }), TypeError);
+  // A backend registered later is checked too.
+  assert.throws(() => new RoutingBackend().registerBackend("a", {} as never), /Backend Object does not have/);
 });
 
-Deno.test("RoutingBackend refuses a processor that is not callable, naming its type", () => {
-  assert.throws(() => new RoutingBackend({ processors: [{} as never] }), {
-    name: "TypeError",
-    message: "Processor Object is not callable: expected a function or an object with a process() method",
+Deno.test("RoutingBackend refuses a processor that is not callable, and unknown options", () => {
+  assert.throws(() => new RoutingBackend({ processors: [() => undefined, {} as never] }), {
+    name: "ImproperlyConfigured",
+    message:
+      "RoutingBackend.processors[1]: must be a processor (a function, or an object with a process method), got {}",
   });
-  assert.throws(() => new RoutingBackend({ processors: ["b" as never] }), /Processor String is not callable/);
-  assert.throws(() => new RoutingBackend({ backends: [] as never }), /'backends' must be an object or Map/);
+  assert.throws(
+    () => new RoutingBackend({ processors: ["b" as never] }),
+    /^ImproperlyConfigured: RoutingBackend\.processors\[0\]: .*"b"$/,
+  );
+  assert.throws(
+    () => new RoutingBackend({ backends: [] as never }),
+    /^ImproperlyConfigured: RoutingBackend\.backends: must be an object or Map of name to backend, got \[\]$/,
+  );
+  assert.throws(
+    () => new RoutingBackend({ backend: {} } as never),
+    /^ImproperlyConfigured: RoutingBackend\.backend: unknown option \(expected: backends, processors, logger\)$/,
+  );
 });
 
 // spec §10.3 tests 5–10

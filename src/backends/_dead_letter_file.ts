@@ -7,6 +7,7 @@
  * @module
  */
 
+import { nodeBuiltin } from "../_node_builtin.ts";
 import type { DiagnosticLogger } from "../diagnostics.ts";
 
 /**
@@ -67,8 +68,8 @@ export async function replayDeadLetterFile(
   requeue: Requeue,
   options: ReplayDeadLetterFileOptions,
 ): Promise<number> {
-  const fs = await import("node:fs/promises");
-  const { basename, dirname, join, resolve } = await import("node:path");
+  const fs = nodeBuiltin<Fs>("node:fs/promises", options.owner);
+  const { basename, dirname, join, resolve } = nodeBuiltin<typeof import("node:path")>("node:path", options.owner);
   const dir = dirname(path);
   const prefix = basename(path) + CLAIM;
   let names: string[];

@@ -8,6 +8,7 @@
  */
 
 import { GroupWriter } from "../_group_writer.ts";
+import { nodeBuiltin } from "../_node_builtin.ts";
 
 type FileHandle = import("node:fs/promises").FileHandle;
 
@@ -142,8 +143,8 @@ export class FileSink {
   }
 
   async #open(): Promise<FileHandle> {
-    const fs = await import("node:fs/promises");
-    const { dirname } = await import("node:path");
+    const fs = nodeBuiltin<typeof import("node:fs/promises")>("node:fs/promises", this.#options.label);
+    const { dirname } = nodeBuiltin<typeof import("node:path")>("node:path", this.#options.label);
     await fs.mkdir(dirname(this.path), { recursive: true });
     // Read and append: the end of the file is read to find a torn last line.
     const handle = await fs.open(this.path, "a+");

@@ -6,11 +6,27 @@
  */
 
 import type { Backend, CloseOptions } from "../backend.ts";
-import { Backoff, type BackoffOptions } from "../_backoff.ts";
-import { positiveInteger } from "../_checks.ts";
+import { Backoff, type BackoffOptions, backoffOptions } from "../_backoff.ts";
+import * as v from "valibot";
+import {
+  backend,
+  backends,
+  type Expect,
+  func,
+  logger,
+  must,
+  nonEmptyString,
+  nonNegativeNumber,
+  options,
+  parseOptions,
+  positiveInteger,
+  processors,
+  type SameType,
+  string,
+} from "../_schema.ts";
 import { PendingSet, within } from "../_pending.ts";
 import { ProcessorChain } from "../_processor_chain.ts";
-import { consoleLogger, type DiagnosticLogger, typeName } from "../diagnostics.ts";
+import { consoleLogger, type DiagnosticLogger } from "../diagnostics.ts";
 import { restoreEvent, type TrackingEvent } from "../event.ts";
 import { type BackendMetrics, emptyMetrics, type MetricsSnapshot } from "../metrics.ts";
 import { DROP, type Processor } from "../processor.ts";
@@ -70,6 +86,44 @@ export interface AsyncRoutingBackendOptions {
   /** How often, at most, queue overflow and dead letters are reported, in milliseconds. @default 60000 */
   reportIntervalMs?: number;
 }
+
+/** The schema of {@linkcode AsyncRoutingBackendOptions}: what the constructor and the `async_routing` ENGINE check. */
+export const asyncRoutingOptions = /* @__PURE__ */ (() =>
+  v.pipe(
+    options({
+      backends: v.optional(backends()),
+      processors: v.optional(processors()),
+      backendName: v.optional(string()),
+      transport: v.optional(
+        v.custom<QueueTransport>(
+          (value) =>
+            typeof (value as QueueTransport | null)?.enqueue === "function" &&
+            typeof (value as QueueTransport).start === "function",
+          must("a QueueTransport"),
+        ),
+      ),
+      maxAttempts: v.optional(positiveInteger(), 5),
+      backoff: v.optional(backoffOptions),
+      deadLetter: v.optional(backend()),
+      deadLetterDir: v.optional(nonEmptyString()),
+      queueSize: v.optional(positiveInteger()),
+      overflow: v.optional(
+        v.picklist(["dead_letter", "drop_newest"], must('"dead_letter" or "drop_newest"')),
+        "dead_letter",
+      ),
+      logger: v.optional(logger()),
+      random: v.optional(func<() => number>()),
+      reportIntervalMs: v.optional(nonNegativeNumber(), 60_000),
+    }),
+    v.forward(
+      v.check(
+        (o) => o.transport === undefined || o.queueSize === undefined,
+        "sizes the default queue only: size a custom transport itself",
+      ),
+      ["queueSize"],
+    ),
+  ))();
+type _SameOptions = Expect<SameType<v.InferInput<typeof asyncRoutingOptions>, AsyncRoutingBackendOptions>>;
 
 function message(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
@@ -163,34 +217,25 @@ export class AsyncRoutingBackend implements Backend {
   /**
    * Creates the branch and starts its consumer.
    *
-   * @throws {TypeError} If a backend, processor, the transport or the dead-letter sink is not usable, or `overflow` is unknown.
-   * @throws {RangeError} If `maxAttempts`, `queueSize` or a backoff delay is out of range.
+   * @throws {ImproperlyConfigured} If an option is unknown or invalid: a backend, processor, the transport or
+   * the dead-letter sink not usable, `overflow` unknown, `maxAttempts`, `queueSize` or a backoff delay out of range.
    */
   constructor(options: AsyncRoutingBackendOptions = {}) {
-    this.#logger = options.logger ?? consoleLogger;
-    this.backendName = options.backendName || "async_routing";
+    const o = parseOptions(asyncRoutingOptions, options, "AsyncRoutingBackend");
+    this.#logger = o.logger ?? consoleLogger;
+    this.backendName = o.backendName || "async_routing";
     this.#chain = new ProcessorChain(this.#logger, this.#counters);
-    this.consumer = new RoutingBackend({ backends: options.backends ?? {}, logger: this.#logger });
-    this.#chain.addAll("AsyncRoutingBackend", options.processors ?? []);
-    this.#maxAttempts = positiveInteger("AsyncRoutingBackend", "maxAttempts", options.maxAttempts ?? 5);
-    this.#backoff = new Backoff("AsyncRoutingBackend", options.backoff, options.random);
-    this.#overflow = options.overflow ?? "dead_letter";
-    if (this.#overflow !== "dead_letter" && this.#overflow !== "drop_newest") {
-      throw new TypeError(
-        `Cannot create AsyncRoutingBackend: unknown overflow policy "${this.#overflow}" (expected "dead_letter" or "drop_newest")`,
-      );
-    }
-    this.#reportIntervalMs = options.reportIntervalMs ?? 60_000;
-    if (options.deadLetter !== undefined) {
-      if (typeof options.deadLetter?.send !== "function") {
-        throw new TypeError(
-          `Cannot create AsyncRoutingBackend: 'deadLetter' must be a backend, got ${typeName(options.deadLetter)}`,
-        );
-      }
-      this.deadLetter = options.deadLetter;
+    this.consumer = new RoutingBackend({ backends: o.backends ?? {}, logger: this.#logger });
+    this.#chain.addAll("AsyncRoutingBackend", o.processors ?? []);
+    this.#maxAttempts = o.maxAttempts;
+    this.#backoff = new Backoff("AsyncRoutingBackend.backoff", o.backoff, o.random);
+    this.#overflow = o.overflow;
+    this.#reportIntervalMs = o.reportIntervalMs;
+    if (o.deadLetter !== undefined) {
+      this.deadLetter = o.deadLetter;
       this.#ownsDeadLetter = false;
     } else {
-      this.deadLetterPath = defaultDeadLetterPath(this.backendName, options.deadLetterDir);
+      this.deadLetterPath = defaultDeadLetterPath(this.backendName, o.deadLetterDir);
       this.deadLetter = new LoggerBackend({
         name: `${this.backendName} dead letters`,
         path: this.deadLetterPath,
@@ -199,23 +244,7 @@ export class AsyncRoutingBackend implements Backend {
       });
       this.#ownsDeadLetter = true;
     }
-    if (options.transport !== undefined) {
-      if (options.queueSize !== undefined) {
-        throw new TypeError(
-          "Cannot create AsyncRoutingBackend: 'queueSize' sizes the default queue; size a custom 'transport' itself",
-        );
-      }
-      if (typeof options.transport?.enqueue !== "function" || typeof options.transport.start !== "function") {
-        throw new TypeError(
-          `Cannot create AsyncRoutingBackend: 'transport' must be a QueueTransport, got ${typeName(options.transport)}`,
-        );
-      }
-      this.transport = options.transport;
-    } else {
-      this.transport = new InProcessQueue({
-        capacity: positiveInteger("AsyncRoutingBackend", "queueSize", options.queueSize ?? 10_000),
-      });
-    }
+    this.transport = o.transport ?? new InProcessQueue({ capacity: o.queueSize ?? 10_000 });
     this.transport.start((batch) => this.#consume(batch));
   }
 

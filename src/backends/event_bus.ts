@@ -7,13 +7,27 @@
 
 import type { Backend, CloseOptions } from "../backend.ts";
 import { PendingSet } from "../_pending.ts";
-import { consoleLogger, type DiagnosticLogger, typeName } from "../diagnostics.ts";
+import { consoleLogger, type DiagnosticLogger } from "../diagnostics.ts";
 import type { TrackingEvent } from "../event.ts";
 import { type BackendMetrics, emptyMetrics, type MetricsSnapshot } from "../metrics.ts";
 import type { Processor } from "../processor.ts";
 import { RoutingBackend } from "../routing.ts";
 import { InProcessBus } from "../transports/in_process_bus.ts";
 import type { BusTransport } from "../transports/transport.ts";
+import * as v from "valibot";
+import {
+  backends,
+  boolean,
+  type Expect,
+  logger,
+  must,
+  options,
+  parseOptions,
+  processors,
+  type SameType,
+  string,
+  strings,
+} from "../_schema.ts";
 
 /** Options of {@linkcode EventBusBackend}. */
 export interface EventBusBackendOptions {
@@ -37,6 +51,27 @@ export interface EventBusBackendOptions {
   /** Where failures are reported. @default consoleLogger */
   logger?: DiagnosticLogger;
 }
+
+/** The schema of {@linkcode EventBusBackendOptions}: what the constructor and the `event_bus` ENGINE check. */
+export const eventBusOptions = /* @__PURE__ */ (() =>
+  options({
+    backends: v.optional(backends()),
+    processors: v.optional(processors()),
+    backendName: v.optional(string()),
+    enabled: v.optional(boolean()),
+    eventBusTrackingLogs: v.optional(strings("an array of event names")),
+    transport: v.optional(
+      v.custom<BusTransport>(
+        (value) =>
+          typeof (value as BusTransport | null)?.publish === "function" &&
+          typeof (value as BusTransport).subscribe === "function",
+        must("a BusTransport"),
+      ),
+    ),
+    consume: v.optional(boolean()),
+    logger: v.optional(logger()),
+  }))();
+type _SameOptions = Expect<SameType<v.InferInput<typeof eventBusOptions>, EventBusBackendOptions>>;
 
 /**
  * Publishes events whose name is in `eventBusTrackingLogs` to a bus topic.
@@ -82,27 +117,24 @@ export class EventBusBackend implements Backend {
   /**
    * Creates the backend and, unless `consume` is false, subscribes its consumer.
    *
-   * @throws {TypeError} If `eventBusTrackingLogs` is a string or not iterable, or a backend or processor is not usable.
+   * @throws {ImproperlyConfigured} If an option is unknown or invalid: `eventBusTrackingLogs` a string or not an
+   * iterable of strings, a backend or processor not usable.
    */
   constructor(options: EventBusBackendOptions = {}) {
-    this.#logger = options.logger ?? consoleLogger;
-    this.backendName = options.backendName || "tracking_logs";
-    this.enabled = options.enabled ?? true;
-    const names = options.eventBusTrackingLogs ?? [];
-    if (typeof names === "string" || typeof (names as Iterable<string>)[Symbol.iterator] !== "function") {
-      throw new TypeError(
-        `Cannot create EventBusBackend: 'eventBusTrackingLogs' must be an array of event names, got ${typeName(names)}`,
-      );
-    }
+    const o = parseOptions(eventBusOptions, options, "EventBusBackend");
+    this.#logger = o.logger ?? consoleLogger;
+    this.backendName = o.backendName || "tracking_logs";
+    this.enabled = o.enabled ?? true;
+    const names = o.eventBusTrackingLogs ?? [];
     this.eventBusTrackingLogs = new Set(names);
     this.#allowAll = this.eventBusTrackingLogs.has("*");
-    this.transport = options.transport ?? new InProcessBus({ logger: this.#logger });
+    this.transport = o.transport ?? new InProcessBus({ logger: this.#logger });
     this.#consumer = new RoutingBackend({
-      backends: options.backends,
-      processors: options.processors,
+      backends: o.backends,
+      processors: o.processors,
       logger: this.#logger,
     });
-    if (options.consume ?? true) {
+    if (o.consume ?? true) {
       this.#unsubscribe = this.transport.subscribe(this.backendName, (event) => this.consume(event));
     }
     if (!this.enabled) this.#logger.warn(`EventBusBackend "${this.backendName}" is disabled: it publishes nothing`);

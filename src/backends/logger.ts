@@ -9,6 +9,21 @@ import { consoleLogger, type DiagnosticLogger } from "../diagnostics.ts";
 import { serializeEvent, type TrackingEvent } from "../event.ts";
 import { type BackendMetrics, emptyMetrics, type MetricsSnapshot } from "../metrics.ts";
 import { FileSink } from "./_file_sink.ts";
+import * as v from "valibot";
+import {
+  type Expect,
+  func,
+  integer,
+  logger,
+  must,
+  nonEmptyString,
+  nonNegativeNumber,
+  options,
+  parseOptions,
+  positiveInteger,
+  type SameType,
+  string,
+} from "../_schema.ts";
 
 /** Log levels the reference accepts, lower-case. */
 export type LogLevel = "debug" | "info" | "warning" | "warn" | "error" | "critical";
@@ -64,6 +79,29 @@ export interface LoggerBackendOptions {
    */
   logger?: DiagnosticLogger;
 }
+
+/** The schema of {@linkcode LoggerBackendOptions}: what the constructor and the `logger` ENGINE check. */
+export const loggerOptions = /* @__PURE__ */ (() =>
+  options({
+    name: v.optional(string(), "event-tracking"),
+    level: v.optional(
+      v.pipe(
+        v.custom<LogLevel>(
+          (value) => typeof value === "string" && Object.hasOwn(CONSOLE_METHOD, value.toLowerCase()),
+          must('one of "debug", "info", "warning", "warn", "error", "critical" (in any case)'),
+        ),
+        v.transform((level) => level.toLowerCase() as LogLevel),
+      ),
+      "info",
+    ),
+    maxEventSize: v.optional(v.nullable(integer("null or a non-negative integer", 0)), MAX_EVENT_SIZE),
+    path: v.optional(nonEmptyString()),
+    maxPendingLines: v.optional(positiveInteger(), MAX_PENDING_LINES),
+    write: v.optional(func<(line: string) => void>()),
+    reportIntervalMs: v.optional(nonNegativeNumber(), 60_000),
+    logger: v.optional(logger()),
+  }))();
+type _SameOptions = Expect<SameType<v.InferInput<typeof loggerOptions>, LoggerBackendOptions>>;
 
 /**
  * Writes one JSON line per event. Events longer than `maxEventSize` are not
@@ -134,45 +172,21 @@ export class LoggerBackend implements Backend {
    * Creates the backend. Nothing is opened yet: a file is opened (and its
    * parent directories created) by the first write.
    *
-   * @throws {TypeError} If `level` is unknown, `write` is not a function or `path` not a string.
-   * @throws {RangeError} If `maxEventSize` is not `null` or a non-negative integer, or `maxPendingLines` not a positive integer.
+   * @throws {ImproperlyConfigured} If an option is unknown or invalid: `level` not a log level, `write` not a
+   * function, `path` not a non-empty string, `maxEventSize` not `null` or a non-negative integer, `maxPendingLines`
+   * not a positive integer.
    */
   constructor(options: LoggerBackendOptions = {}) {
-    const level = (options.level ?? "info").toLowerCase() as LogLevel;
-    if (!Object.hasOwn(CONSOLE_METHOD, level)) {
-      throw new TypeError(
-        `Cannot create LoggerBackend: unknown level "${options.level}" (expected one of ${
-          Object.keys(CONSOLE_METHOD).join(", ")
-        })`,
-      );
-    }
-    const max = options.maxEventSize === undefined ? MAX_EVENT_SIZE : options.maxEventSize;
-    if (max !== null && !(Number.isInteger(max) && max >= 0)) {
-      throw new RangeError(
-        `Cannot create LoggerBackend as 'maxEventSize' must be null or a non-negative integer: current value is ${max}`,
-      );
-    }
-    const maxPending = options.maxPendingLines ?? MAX_PENDING_LINES;
-    if (!(Number.isInteger(maxPending) && maxPending >= 1)) {
-      throw new RangeError(
-        `Cannot create LoggerBackend as 'maxPendingLines' must be a positive integer: current value is ${maxPending}`,
-      );
-    }
-    this.name = options.name ?? "event-tracking";
-    this.maxEventSize = max;
-    this.maxPendingLines = maxPending;
-    this.#logger = options.logger ?? consoleLogger;
-    this.#reportIntervalMs = options.reportIntervalMs ?? 60_000;
-    if (options.write !== undefined) {
-      if (typeof options.write !== "function") {
-        throw new TypeError("Cannot create LoggerBackend: 'write' must be a function");
-      }
-      this.#write = options.write;
-    } else if (options.path !== undefined) {
-      if (typeof options.path !== "string" || options.path === "") {
-        throw new TypeError("Cannot create LoggerBackend: 'path' must be a non-empty string");
-      }
-      const path = options.path;
+    const o = parseOptions(loggerOptions, options, "LoggerBackend");
+    this.name = o.name;
+    this.maxEventSize = o.maxEventSize;
+    this.maxPendingLines = o.maxPendingLines;
+    this.#logger = o.logger ?? consoleLogger;
+    this.#reportIntervalMs = o.reportIntervalMs;
+    if (o.write !== undefined) {
+      this.#write = o.write;
+    } else if (o.path !== undefined) {
+      const path = o.path;
       this.#file = new FileSink(path, {
         label: `LoggerBackend "${this.name}"`,
         onSettled: (lines, error) => {
@@ -185,7 +199,7 @@ export class LoggerBackend implements Backend {
           ),
       });
     } else {
-      const method = CONSOLE_METHOD[level];
+      const method = CONSOLE_METHOD[o.level];
       this.#write = (line) => console[method](line);
     }
   }

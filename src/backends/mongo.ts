@@ -25,9 +25,24 @@ import type { Backend, CloseOptions } from "../backend.ts";
 import { Backoff } from "../_backoff.ts";
 import { PendingSet } from "../_pending.ts";
 import { eventObjectId, type MongoEventDocument, toMongoDocument } from "./mongo_document.ts";
-import { checkOptions, type EngineFactory, MONGO_ENGINE_NAMES, registerEngine } from "../config.ts";
+import { type Engine, type EngineDefinition, MONGO_ENGINE_NAMES } from "../config.ts";
 import { consoleLogger, type DiagnosticLogger, typeName } from "../diagnostics.ts";
+import { ImproperlyConfigured } from "../errors.ts";
+import * as v from "valibot";
+import {
+  type Expect,
+  integer,
+  logger,
+  must,
+  nonEmptyString,
+  nonNegativeNumber,
+  options,
+  parseOptions,
+  type SameType,
+  without,
+} from "../_schema.ts";
 import type { TrackingEvent } from "../event.ts";
+import type { DriverClient, DriverClientOptions } from "./_mongo_types.ts";
 import { type BackendMetrics, emptyMetrics, type MetricsSnapshot } from "../metrics.ts";
 
 /**
@@ -53,9 +68,9 @@ export interface MongoBackendOptions {
    * More `MongoClient` options (never mutated). Writes are acknowledged unless this sets `w: 0`;
    * its `serverSelectionTimeoutMS` and `connectTimeoutMS`, when set, win over the options below. @default {}
    */
-  extra?: Readonly<MongoClientOptions>;
+  extra?: Readonly<DriverClientOptions>;
   /** Use this client instead of creating one (it is not closed by `close()`); excludes the connection options. */
-  client?: MongoClient;
+  client?: DriverClient;
   /**
    * How long a write waits for a usable server before it fails, in milliseconds (the driver's
    * `serverSelectionTimeoutMS`, whose own default is 30 s): with MongoDB down or not answering,
@@ -93,6 +108,88 @@ export interface MongoBackendOptions {
   /** Where write failures and index-creation failures are reported. @default consoleLogger */
   logger?: DiagnosticLogger;
 }
+
+const MAX_INT32 = 0x7fffffff;
+const DATABASE_RULE = 'a database name without /\\. "$ and at most 63 bytes';
+const COLLECTION_RULE = 'a collection name without $ that does not start with "system."';
+
+function isDatabaseName(name: string): boolean {
+  return !/[/\\. "$\0]/.test(name) && new TextEncoder().encode(name).length <= 63;
+}
+
+function isCollectionName(name: string): boolean {
+  return !/[$\0]/.test(name) && !name.startsWith("system.");
+}
+
+const mongoEntries = /* @__PURE__ */ (() => ({
+  uri: v.optional(nonEmptyString()),
+  host: v.optional(nonEmptyString()),
+  port: v.optional(integer("an integer from 1 to 65535", 1, 65535)),
+  user: v.optional(nonEmptyString()),
+  // Never shown: it is a secret.
+  password: v.optional(v.string("must be a string")),
+  database: v.optional(v.pipe(nonEmptyString(DATABASE_RULE), v.check(isDatabaseName, must(DATABASE_RULE)))),
+  collection: v.optional(
+    v.pipe(nonEmptyString(COLLECTION_RULE), v.check(isCollectionName, must(COLLECTION_RULE))),
+  ),
+  extra: v.optional(
+    v.custom<Readonly<MongoClientOptions>>(
+      (value) => typeof value === "object" && value !== null && !Array.isArray(value),
+      must("an object of MongoClient options"),
+    ),
+  ),
+  client: v.optional(v.instance(MongoClient, must("a MongoClient"))),
+  serverSelectionTimeoutMs: v.optional(nonNegativeNumber()),
+  connectTimeoutMs: v.optional(nonNegativeNumber()),
+  batchSize: v.optional(integer("a positive integer", 1, MAX_INT32), 500),
+  flushIntervalMs: v.optional(nonNegativeNumber(), 50),
+  maxConcurrentBatches: v.optional(integer("a positive integer", 1, MAX_INT32), 2),
+  maxRetries: v.optional(integer("a non-negative integer", 0, MAX_INT32), 0),
+  retryDelayMs: v.optional(nonNegativeNumber(), 100),
+  maxQueueSize: v.optional(integer("a positive integer", 1, MAX_INT32), 100_000),
+  logger: v.optional(logger()),
+}))();
+
+type MongoLike = { readonly [K in keyof MongoBackendOptions]?: unknown };
+
+const CLIENT_EXCLUDES = [
+  "uri",
+  "host",
+  "port",
+  "user",
+  "password",
+  "extra",
+  "serverSelectionTimeoutMs",
+  "connectTimeoutMs",
+] as const;
+
+/** The checks across options: those that exclude each other, and a password needs a user. */
+/* @__NO_SIDE_EFFECTS__ */
+function crossChecks<T extends MongoLike>() {
+  return v.rawCheck<T>(({ dataset, addIssue }) => {
+    if (!dataset.typed) return;
+    const o: MongoLike = dataset.value;
+    for (const [key, others] of [["client", CLIENT_EXCLUDES], ["uri", ["host", "port"]]] as const) {
+      const clash = others.find((other) => o[other] !== undefined);
+      if (o[key] !== undefined && clash !== undefined) {
+        addIssue({ message: `"${key}" and "${clash}" exclude each other: give one` });
+        return;
+      }
+    }
+    if (o.password && o.user === undefined) {
+      addIssue({
+        message: 'is given without "user"',
+        path: [{ type: "object", origin: "value", input: dataset.value, key: "password", value: o.password }],
+      });
+    }
+  });
+}
+
+const mongoObject = /* @__PURE__ */ (() => options(mongoEntries))();
+
+/** The schema of {@linkcode MongoBackendOptions}: what the constructor and the `mongo` ENGINE check. */
+const mongoOptions = /* @__PURE__ */ (() => v.pipe(mongoObject, crossChecks<v.InferOutput<typeof mongoObject>>()))();
+type _SameOptions = Expect<SameType<v.InferInput<typeof mongoOptions>, MongoBackendOptions>>;
 
 /** Server error codes that mean "try again" (the driver's retryable-write codes, plus write-concern timeouts). */
 const TRANSIENT_CODES = new Set([6, 7, 64, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 134]);
@@ -229,122 +326,36 @@ export class MongoBackend implements Backend {
   /**
    * Creates the backend; it does no I/O.
    *
-   * @throws {TypeError} If an option has the wrong type, options that exclude each other are combined, or `uri` cannot be parsed.
-   * @throws {RangeError} If a number is out of range or a database or collection name is not allowed.
+   * @throws {ImproperlyConfigured} If an option is unknown or invalid, options that exclude each other are
+   * combined, or `uri` cannot be parsed.
    */
   constructor(options: MongoBackendOptions = {}) {
-    const o = options;
-    const integer = (name: keyof MongoBackendOptions, fallback: number, min: number, rule: string): number => {
-      const value = o[name] ?? fallback;
-      if (!Number.isInteger(value) || (value as number) < min || (value as number) > 0x7fffffff) {
-        throw new RangeError(
-          `Cannot create MongoBackend as '${name}' must be ${rule}: current value is ${show(value)}`,
-        );
-      }
-      return value as number;
-    };
-    const duration = (name: keyof MongoBackendOptions, fallback: number): number => {
-      const value = o[name] ?? fallback;
-      if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
-        throw new RangeError(
-          `Cannot create MongoBackend as '${name}' must be a non-negative number: current value is ${show(value)}`,
-        );
-      }
-      return value;
-    };
-    const text = (name: keyof MongoBackendOptions): string | undefined => {
-      const value = o[name];
-      if (value !== undefined && (typeof value !== "string" || value === "")) {
-        throw new TypeError(
-          `Cannot create MongoBackend as '${name}' must be a non-empty string: current value is ${show(value)}`,
-        );
-      }
-      return value;
-    };
-    const exclusive = (a: keyof MongoBackendOptions, others: (keyof MongoBackendOptions)[]): void => {
-      const clash = others.find((name) => o[name] !== undefined);
-      if (o[a] !== undefined && clash !== undefined) {
-        throw new TypeError(`Cannot create MongoBackend as '${a}' and '${clash}' exclude each other`);
-      }
-    };
-
-    this.#batchSize = integer("batchSize", 500, 1, "a positive integer");
-    this.#flushIntervalMs = duration("flushIntervalMs", 50);
-    this.#maxConcurrent = integer("maxConcurrentBatches", 2, 1, "a positive integer");
-    this.#maxRetries = integer("maxRetries", 0, 0, "a non-negative integer");
-    this.#backoff = new Backoff("MongoBackend", {
-      initialMs: duration("retryDelayMs", 100),
-      maxMs: MAX_RETRY_DELAY_MS,
-    });
-    const serverSelectionTimeoutMs = duration("serverSelectionTimeoutMs", DEFAULT_TIMEOUT_MS);
-    const connectTimeoutMs = duration("connectTimeoutMs", DEFAULT_TIMEOUT_MS);
-    this.#maxQueueSize = integer("maxQueueSize", 100_000, 1, "a positive integer");
+    const o = parseOptions(mongoOptions, options, "MongoBackend");
+    this.#batchSize = o.batchSize;
+    this.#flushIntervalMs = o.flushIntervalMs;
+    this.#maxConcurrent = o.maxConcurrentBatches;
+    this.#maxRetries = o.maxRetries;
+    this.#backoff = new Backoff("MongoBackend", { initialMs: o.retryDelayMs, maxMs: MAX_RETRY_DELAY_MS });
+    const serverSelectionTimeoutMs = o.serverSelectionTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const connectTimeoutMs = o.connectTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.#maxQueueSize = o.maxQueueSize;
     const logger = o.logger ?? consoleLogger;
-    if (typeof logger?.warn !== "function" || typeof logger.error !== "function") {
-      throw new TypeError(
-        `Cannot create MongoBackend as 'logger' must have warn and error methods: current value is ${show(logger)}`,
-      );
-    }
     this.#logger = logger;
-    exclusive("client", [
-      "uri",
-      "host",
-      "port",
-      "user",
-      "password",
-      "extra",
-      "serverSelectionTimeoutMs",
-      "connectTimeoutMs",
-    ]);
-    exclusive("uri", ["host", "port"]);
-    const uri = text("uri");
-    const host = text("host") ?? "localhost";
-    const port = integer("port", 27017, 1, "an integer from 1 to 65535");
-    if (port > 65535) {
-      throw new RangeError(
-        `Cannot create MongoBackend as 'port' must be an integer from 1 to 65535: current value is ${port}`,
-      );
-    }
-    const user = text("user");
-    if (o.password !== undefined && typeof o.password !== "string") {
-      throw new TypeError(
-        `Cannot create MongoBackend as 'password' must be a string: current value is ${show(o.password)}`,
-      );
-    }
-    if (o.password && !user) {
-      throw new TypeError("Cannot create MongoBackend as 'password' is given without 'user'");
-    }
+    const uri = o.uri;
+    const host = o.host ?? "localhost";
+    const port = o.port ?? 27017;
+    const user = o.user;
     const extra = o.extra ?? {};
-    if (typeof extra !== "object" || extra === null || Array.isArray(extra)) {
-      throw new TypeError(
-        `Cannot create MongoBackend as 'extra' must be an object of MongoClient options: current value is ${
-          show(extra)
-        }`,
-      );
-    }
-    if (o.client !== undefined && !(o.client instanceof MongoClient)) {
-      throw new TypeError(
-        `Cannot create MongoBackend as 'client' must be a MongoClient: current value is ${show(o.client)}`,
-      );
-    }
 
     const uriDatabase = uri === undefined ? undefined : /^mongodb(?:\+srv)?:\/\/[^/?]*\/([^?]+)/.exec(uri)?.[1];
-    this.database = text("database") ?? (uriDatabase ? decodeURIComponent(uriDatabase) : "eventtracking");
-    if (/[/\\. "$\0]/.test(this.database) || new TextEncoder().encode(this.database).length > 63) {
-      throw new RangeError(
-        `Cannot create MongoBackend as 'database' must not contain /\\. "$ or be longer than 63 bytes: current value is ${
-          show(this.database)
-        }`,
+    this.database = o.database ?? (uriDatabase ? decodeURIComponent(uriDatabase) : "eventtracking");
+    if (!isDatabaseName(this.database)) {
+      throw new ImproperlyConfigured(
+        `names the database ${show(this.database)}, which must be ${DATABASE_RULE}`,
+        "MongoBackend.uri",
       );
     }
-    this.collection = text("collection") ?? "events";
-    if (/[$\0]/.test(this.collection) || this.collection.startsWith("system.")) {
-      throw new RangeError(
-        `Cannot create MongoBackend as 'collection' must not contain $ or start with "system.": current value is ${
-          show(this.collection)
-        }`,
-      );
-    }
+    this.collection = o.collection ?? "events";
 
     if (o.client !== undefined) {
       this.#client = o.client;
@@ -368,8 +379,9 @@ export class MongoBackend implements Backend {
       try {
         this.#client = new MongoClient(url, clientOptions);
       } catch (error) {
-        throw new TypeError(
-          `Cannot create MongoBackend as its connection options are not valid: ${(error as Error).message}`,
+        throw new ImproperlyConfigured(
+          `the connection options are not valid: ${(error as Error).message}`,
+          "MongoBackend",
           { cause: error },
         );
       }
@@ -673,49 +685,47 @@ export class MongoBackend implements Backend {
 
 export { eventObjectId, type MongoEventDocument, toMongoDocument };
 
-const MONGO_OPTIONS = [
-  "uri",
-  "host",
-  "port",
-  "user",
-  "password",
-  "database",
-  "collection",
-  "extra",
-  "batchSize",
-  "flushIntervalMs",
-  "maxConcurrentBatches",
-  "serverSelectionTimeoutMs",
-  "connectTimeoutMs",
-  "maxRetries",
-  "retryDelayMs",
-  "maxQueueSize",
-];
+/** The options of the `mongo` ENGINE: those of {@linkcode MongoBackend} but the ones only code can give. */
+/* @__NO_SIDE_EFFECTS__ */
+function mongoConfigOptions() {
+  const object = options(without(mongoEntries, "client", "logger"));
+  return v.pipe(object, crossChecks<v.InferOutput<typeof object>>());
+}
 
 /**
- * The `mongo` ENGINE's factory. `defaultUri` is used when a spec names no
- * server (no `uri`, `host` or `port`), e.g. a Worker's `MONGODB_URI` binding.
+ * The `mongo` ENGINE, under its short name and the reference's
+ * (`eventtracking.backends.mongodb.MongoBackend`), for
+ * `createTracker(config, { engines })`: the core leaves it out so that it
+ * never loads the MongoDB driver. `defaultUri` is used by the specs that name
+ * no server (no `uri`, `host` or `port`), e.g. a Worker's `MONGODB_URI`
+ * binding.
  *
- * @example Register the engine with a default server
+ * @example Build a tracker with a MongoDB branch
  * ```ts
- * import { createTracker, registerEngine } from "@edx/event-tracking";
- * import { MongoBackend, mongoEngine } from "@edx/event-tracking/mongo";
+ * import { createTracker } from "@edx/event-tracking";
+ * import { MongoBackend, mongoEngines } from "@edx/event-tracking/mongo";
  * import assert from "node:assert/strict";
  *
- * registerEngine("mongo", mongoEngine("mongodb://127.0.0.1:27017/tracking"));
- * const tracker = createTracker({ backends: { mongo: { ENGINE: "mongo" } } });
- * assert.ok(tracker.getBackend("mongo") instanceof MongoBackend);
+ * const tracker = createTracker(
+ *   { backends: { mongo: { ENGINE: "mongo", OPTIONS: { batch_size: 100 } } } },
+ *   { engines: mongoEngines("mongodb://127.0.0.1:27017/tracking") },
+ * );
+ * const mongo = tracker.getBackend("mongo") as MongoBackend;
+ * assert.equal(mongo.database, "tracking");
  * await tracker.close(); // nothing was sent, so nothing connected
  * ```
  */
-export function mongoEngine(defaultUri?: string): EngineFactory {
-  return (options, { path, logger }) => {
-    checkOptions(options, MONGO_OPTIONS, { path, engine: "mongo" });
-    const named = options.uri !== undefined || options.host !== undefined || options.port !== undefined;
-    const server = named || defaultUri === undefined ? {} : { uri: defaultUri };
-    return new MongoBackend({ ...server, ...options, logger } as MongoBackendOptions);
+export function mongoEngines(defaultUri?: string): Readonly<Record<string, Engine>> {
+  const engine: EngineDefinition<v.InferOutput<ReturnType<typeof mongoConfigOptions>>> = {
+    schema: mongoConfigOptions(),
+    create(options, { logger }) {
+      const named = options.uri !== undefined || options.host !== undefined || options.port !== undefined;
+      return new MongoBackend({
+        ...(named || defaultUri === undefined ? {} : { uri: defaultUri }),
+        ...options,
+        logger,
+      });
+    },
   };
+  return Object.fromEntries(MONGO_ENGINE_NAMES.map((name) => [name, engine]));
 }
-
-// Importing this module makes the `mongo` ENGINE available to createTracker.
-for (const name of MONGO_ENGINE_NAMES) registerEngine(name, mongoEngine());

@@ -6,12 +6,13 @@
 
 import { createHash } from "node:crypto";
 import { ObjectId } from "mongodb";
+import type { DriverObjectId } from "./_mongo_types.ts";
 import type { TrackingEvent } from "../event.ts";
 
 /** The document stored for one event. */
 export interface MongoEventDocument {
   /** Derived from the event's id by {@linkcode eventObjectId}, so a redelivered event is recognised. */
-  _id: ObjectId;
+  _id: DriverObjectId;
   /** The event's id. */
   id: string;
   /** The event's name. */
@@ -61,7 +62,7 @@ const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f
  * @param id The event's id.
  * @returns The same ObjectId for the same id, every time.
  */
-export function eventObjectId(id: string): ObjectId {
+export function eventObjectId(id: string): DriverObjectId {
   if (UUID_V7.test(id)) {
     const uuid = id.toLowerCase();
     const ms = parseInt(uuid.slice(0, 8), 16) * 0x10000 + parseInt(uuid.slice(9, 13), 16);

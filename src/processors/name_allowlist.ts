@@ -5,8 +5,9 @@
  */
 
 import type { TrackingEvent } from "../event.ts";
-import { typeName } from "../diagnostics.ts";
 import { DROP, type ProcessorObject } from "../processor.ts";
+import * as v from "valibot";
+import { type Expect, isPlainObject, must, options, parseOptions, type SameType, strings } from "../_schema.ts";
 
 /** Options of {@linkcode NameAllowlistProcessor}; give one of the two. */
 export interface NameAllowlistOptions {
@@ -16,17 +17,33 @@ export interface NameAllowlistOptions {
   whitelist?: Iterable<string> | Record<string, unknown>;
 }
 
-function toNames(list: unknown): Set<string> {
-  if (typeof list === "string" || list === null || list === undefined || typeof list !== "object") {
-    throw new TypeError(
-      `The NameAllowlistProcessor must be passed an array, Set or object of event names as 'allowlist': got ${
-        typeName(list)
-      }`,
-    );
-  }
-  if (Symbol.iterator in list) return new Set(list as Iterable<string>);
-  return new Set(Object.keys(list));
+const NAMES = "an array, Set or object of event names";
+
+/* @__NO_SIDE_EFFECTS__ */
+function names() {
+  return v.union([
+    strings(NAMES),
+    v.custom<Record<string, unknown>>(isPlainObject, must(NAMES)),
+  ], must(NAMES));
 }
+
+/** The schema of {@linkcode NameAllowlistOptions}: what the constructor and the `name_allowlist` ENGINE check. */
+export const nameAllowlistOptions = /* @__PURE__ */ (() =>
+  v.pipe(
+    options({ allowlist: v.optional(names()), whitelist: v.optional(names()) }),
+    v.check(
+      (o) => o.allowlist === undefined || o.whitelist === undefined,
+      '"allowlist" and "whitelist" (its reference name) are the same option: give one',
+    ),
+    v.forward(
+      v.check(
+        (o) => o.allowlist !== undefined || o.whitelist !== undefined,
+        `must be ${NAMES} (or give it as "whitelist"), got undefined`,
+      ),
+      ["allowlist"],
+    ),
+  ))();
+type _SameOptions = Expect<SameType<v.InferInput<typeof nameAllowlistOptions>, NameAllowlistOptions>>;
 
 /**
  * Drops every event whose name is not in the allowlist (exact match).
@@ -56,11 +73,13 @@ export class NameAllowlistProcessor implements ProcessorObject {
   /**
    * Creates the processor.
    *
-   * @throws {TypeError} If neither `allowlist` nor `whitelist` is an array, Set or object (a plain string is refused).
+   * @throws {ImproperlyConfigured} Unless exactly one of `allowlist` and `whitelist` is given, as an array, Set
+   * or object (a plain string is refused).
    */
   constructor(options: NameAllowlistOptions) {
-    const list = options?.allowlist ?? options?.whitelist;
-    this.allowlist = toNames(list);
+    const o = parseOptions(nameAllowlistOptions, options, "NameAllowlistProcessor");
+    const list = o.allowlist ?? o.whitelist ?? [];
+    this.allowlist = new Set(Array.isArray(list) ? list as readonly string[] : Object.keys(list));
   }
 
   /** Returns `undefined` (keep) for an allowed event, {@linkcode DROP} otherwise. */

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { positiveInteger } from "../_checks.ts";
+import * as v from "valibot";
+import { type Expect, options, parseOptions, positiveInteger, type SameType } from "../_schema.ts";
 import type { QueueConsumer, QueueMessage, QueueTransport } from "./transport.ts";
 
 /** How long the consumer loop runs before it yields to the event loop, in milliseconds. */
@@ -20,6 +21,15 @@ export interface InProcessQueueOptions {
   /** The most batches in delivery at once, so a sink that batches its own writes is kept busy. @default 4 */
   concurrency?: number;
 }
+
+/** The schema of {@linkcode InProcessQueueOptions}, which its constructor checks. */
+export const inProcessQueueOptions = /* @__PURE__ */ (() =>
+  options({
+    capacity: v.optional(positiveInteger(), 10_000),
+    batchSize: v.optional(positiveInteger(), 500),
+    concurrency: v.optional(positiveInteger(), 4),
+  }))();
+type _SameOptions = Expect<SameType<v.InferInput<typeof inProcessQueueOptions>, InProcessQueueOptions>>;
 
 /**
  * A bounded FIFO queue in this process. The consumer gets batches of up to
@@ -64,12 +74,14 @@ export class InProcessQueue implements QueueTransport {
   /**
    * Creates an empty queue.
    *
-   * @throws {RangeError} If `capacity` or `batchSize` is not a positive integer.
+   * @throws {ImproperlyConfigured} If `capacity`, `batchSize` or `concurrency` is not a positive integer, or an
+   * option is unknown.
    */
   constructor(options: InProcessQueueOptions = {}) {
-    this.capacity = positiveInteger("InProcessQueue", "capacity", options.capacity ?? 10_000);
-    this.#batchSize = positiveInteger("InProcessQueue", "batchSize", options.batchSize ?? 500);
-    this.#concurrency = positiveInteger("InProcessQueue", "concurrency", options.concurrency ?? 4);
+    const o = parseOptions(inProcessQueueOptions, options, "InProcessQueue");
+    this.capacity = o.capacity;
+    this.#batchSize = o.batchSize;
+    this.#concurrency = o.concurrency;
   }
 
   /** Messages waiting, delayed for a retry, or in delivery. */

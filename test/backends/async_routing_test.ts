@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import {
   AsyncRoutingBackend,
+  type AsyncRoutingBackendOptions,
   type Backend,
   createTracker,
   type DeadLetter,
   defaultDeadLetterPath,
   EventEmissionExit,
   InMemoryBackend,
+  InProcessQueue,
   LoggerBackend,
   RoutingBackend,
   Tracker,
@@ -232,18 +234,35 @@ Deno.test("AsyncRoutingBackend.backoffDelay() grows exponentially to maxMs, jitt
 });
 
 Deno.test("AsyncRoutingBackend refuses bad options with errors naming them", () => {
-  assert.throws(
-    () => new AsyncRoutingBackend({ maxAttempts: 0 }),
-    /'maxAttempts' must be a positive integer: current value is 0/,
+  const refused = (options: AsyncRoutingBackendOptions, message: string) =>
+    assert.throws(() => new AsyncRoutingBackend(options), { name: "ImproperlyConfigured", message });
+  refused({ maxAttempts: 0 }, "AsyncRoutingBackend.maxAttempts: must be a positive integer, got 0");
+  refused({ queueSize: 1.5 }, "AsyncRoutingBackend.queueSize: must be a positive integer, got 1.5");
+  refused(
+    { backoff: { initialMs: -1 } },
+    "AsyncRoutingBackend.backoff.initialMs: must be a non-negative number, got -1",
   );
-  assert.throws(() => new AsyncRoutingBackend({ queueSize: 1.5 }), /'queueSize' must be a positive integer/);
-  assert.throws(() => new AsyncRoutingBackend({ backoff: { initialMs: -1 } }), /'backoff.initialMs'/);
-  assert.throws(
-    () => new AsyncRoutingBackend({ overflow: "drop_oldest" as never }),
-    /unknown overflow policy "drop_oldest"/,
+  refused(
+    { backoff: { initial: 1 } as never },
+    "AsyncRoutingBackend.backoff.initial: unknown option (expected: initialMs, maxMs)",
   );
-  assert.throws(() => new AsyncRoutingBackend({ deadLetter: {} as never }), /'deadLetter' must be a backend/);
-  assert.throws(() => new AsyncRoutingBackend({ backends: { a: {} as never } }), /does not have a callable "send"/);
+  refused(
+    { overflow: "drop_oldest" as never },
+    'AsyncRoutingBackend.overflow: must be "dead_letter" or "drop_newest", got "drop_oldest"',
+  );
+  refused(
+    { deadLetter: {} as never },
+    "AsyncRoutingBackend.deadLetter: must be a backend (an object with a send method), got {}",
+  );
+  refused(
+    { backends: { a: {} as never } },
+    "AsyncRoutingBackend.backends.a: must be a backend (an object with a send method), got {}",
+  );
+  refused({ transport: {} as never }, "AsyncRoutingBackend.transport: must be a QueueTransport, got {}");
+  refused(
+    { transport: new InProcessQueue(), queueSize: 5 },
+    "AsyncRoutingBackend.queueSize: sizes the default queue only: size a custom transport itself",
+  );
 });
 
 Deno.test("AsyncRoutingBackend replays dead letters from an iterable and reports bad ones without losing them", async () => {
@@ -307,7 +326,17 @@ Deno.test("createTracker() builds async_routing from the reference's settings", 
   assert.equal((branch.backends.get("caliper") as InMemoryBackend).events.length, 1);
   assert.throws(
     () => createTracker({ backends: { a: { ENGINE: "async_routing", OPTIONS: { backoff: { initial: 1 } } } } }),
-    /^ImproperlyConfigured: backends\.a\.OPTIONS\.backoff\.OPTIONS: unknown option "initial"/,
+    /^ImproperlyConfigured: backends\.a\.OPTIONS\.backoff\.initial: unknown option \(expected: initialMs, maxMs\)$/,
+  );
+  assert.throws(
+    () =>
+      createTracker({
+        backends: { tracking_logs: { ENGINE: "async_routing", OPTIONS: { backoff: { initial_ms: -1 } } } },
+      }),
+    {
+      name: "ImproperlyConfigured",
+      message: "backends.tracking_logs.OPTIONS.backoff.initial_ms: must be a non-negative number, got -1",
+    },
   );
   await Deno.remove(dir, { recursive: true });
 });

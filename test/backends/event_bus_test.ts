@@ -85,7 +85,13 @@ Deno.test("EventBusBackend with consume: false only publishes; a consumer elsewh
 });
 
 Deno.test("EventBusBackend refuses a string for eventBusTrackingLogs (the reference would test substrings)", () => {
-  assert.throws(() => new EventBusBackend({ eventBusTrackingLogs: "edx.course" as never }), TypeError);
+  assert.throws(() => new EventBusBackend({ eventBusTrackingLogs: "edx.course" as never }), {
+    name: "ImproperlyConfigured",
+    message: 'EventBusBackend.eventBusTrackingLogs: must be an array of event names, got "edx.course"',
+  });
+  assert.throws(() => new EventBusBackend({ eventBusTrackingLogs: ["a", 1] as never }), {
+    message: "EventBusBackend.eventBusTrackingLogs[1]: must be a string, got 1",
+  });
 });
 
 Deno.test("InProcessBus reports a failing subscriber and still delivers to the others", async () => {
@@ -135,7 +141,16 @@ Deno.test("createTracker() builds event_bus from the reference's engine and sett
       createTracker({
         backends: { x: { ENGINE: "event_bus", OPTIONS: { enabled: true, SEND_TRACKING_EVENT_EMITTED_SIGNAL: true } } },
       }),
-    /"SEND_TRACKING_EVENT_EMITTED_SIGNAL" and "enabled" are the same option/,
+    /^ImproperlyConfigured: backends\.x\.OPTIONS: "SEND_TRACKING_EVENT_EMITTED_SIGNAL" and "enabled" are the same option: give one$/,
+  );
+  assert.throws(
+    () => createTracker({ backends: { x: { ENGINE: "event_bus", OPTIONS: { EVENT_BUS_TRACKING_LOGS: "a" } } } }),
+    /^ImproperlyConfigured: backends\.x\.OPTIONS\.EVENT_BUS_TRACKING_LOGS: must be an array of event names, got "a"$/,
+  );
+  // The reference's setting names belong to configurations, not to the constructor.
+  assert.throws(
+    () => new EventBusBackend({ EVENT_BUS_TRACKING_LOGS: ["a"] } as never),
+    /^ImproperlyConfigured: EventBusBackend\.EVENT_BUS_TRACKING_LOGS: unknown option/,
   );
 });
 

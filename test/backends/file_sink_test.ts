@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   AsyncRoutingBackend,
   type DeadLetter,
+  ImproperlyConfigured,
   InMemoryBackend,
   LoggerBackend,
   Tracker,
@@ -181,15 +182,17 @@ Deno.test("LoggerBackend maxPendingLines: a full buffer refuses with a RangeErro
 });
 
 Deno.test("LoggerBackend refuses a maxPendingLines that is not a positive integer", () => {
-  for (const bad of [0, -1, 1.5, Number.NaN, Infinity, "10"]) {
+  for (
+    const [bad, shown] of [[0, "0"], [-1, "-1"], [1.5, "1.5"], [Number.NaN, "NaN"], [Infinity, "Infinity"], [
+      "10",
+      '"10"',
+    ]] as const
+  ) {
     assert.throws(
       () => new LoggerBackend({ path: "unused.jsonl", maxPendingLines: bad as number }),
       (error: Error) => {
-        assert.ok(error instanceof RangeError);
-        assert.equal(
-          error.message,
-          `Cannot create LoggerBackend as 'maxPendingLines' must be a positive integer: current value is ${bad}`,
-        );
+        assert.ok(error instanceof ImproperlyConfigured);
+        assert.equal(error.message, `LoggerBackend.maxPendingLines: must be a positive integer, got ${shown}`);
         return true;
       },
     );

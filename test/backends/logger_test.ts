@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { InMemoryBackend, LoggerBackend, Tracker, type TrackingEvent } from "../../mod.ts";
+import {
+  ImproperlyConfigured,
+  InMemoryBackend,
+  LoggerBackend,
+  type LoggerBackendOptions,
+  Tracker,
+  type TrackingEvent,
+} from "../../mod.ts";
 import { RecordingLogger } from "../_helpers.ts";
 
 function event(data: unknown, name = "e"): TrackingEvent {
@@ -55,11 +62,30 @@ Deno.test("LoggerBackend with maxEventSize null writes events of any size", () =
   assert.equal(JSON.parse(lines[0]).data.v.length, 1025);
 });
 
-Deno.test("LoggerBackend refuses a bad level or maxEventSize at construction", () => {
-  assert.throws(() => new LoggerBackend({ level: "loud" as never }), /unknown level "loud"/);
-  assert.throws(() => new LoggerBackend({ maxEventSize: -1 }), RangeError);
-  assert.throws(() => new LoggerBackend({ maxEventSize: "10" as never }), RangeError);
+Deno.test("LoggerBackend refuses a bad level or maxEventSize at construction, naming the option and the value", () => {
+  const refused = (options: unknown, message: string) =>
+    assert.throws(() => new LoggerBackend(options as LoggerBackendOptions), (error: unknown) => {
+      assert.ok(error instanceof ImproperlyConfigured, String(error));
+      assert.equal(error.message, message);
+      return true;
+    });
+  refused(
+    { level: "loud" },
+    'LoggerBackend.level: must be one of "debug", "info", "warning", "warn", "error", "critical" (in any case), got "loud"',
+  );
+  refused({ maxEventSize: -1 }, "LoggerBackend.maxEventSize: must be null or a non-negative integer, got -1");
+  refused({ maxEventSize: "10" }, 'LoggerBackend.maxEventSize: must be null or a non-negative integer, got "10"');
+  refused({ write: 5 }, "LoggerBackend.write: must be a function, got 5");
+  refused({ path: "" }, 'LoggerBackend.path: must be a non-empty string, got ""');
+  refused({ maxPendingLines: 0 }, "LoggerBackend.maxPendingLines: must be a positive integer, got 0");
+  refused(
+    { max_event_size: 5 },
+    "LoggerBackend.max_event_size: unknown option (expected: name, level, maxEventSize, path, maxPendingLines, write, reportIntervalMs, logger)",
+  );
+  // Still a TypeError, for callers that caught those.
   assert.throws(() => new LoggerBackend({ write: 5 as never }), TypeError);
+  // The level is case-insensitive, as the reference's logging level names are.
+  assert.doesNotThrow(() => new LoggerBackend({ level: "WARNING" as never, write: () => {} }));
 });
 
 // spec §10.8 test_dynamic_level

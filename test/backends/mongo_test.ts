@@ -11,12 +11,13 @@ import {
   createTracker,
   type DeadLetter,
   emptyMetrics,
+  ImproperlyConfigured,
   InMemoryBackend,
   type MetricsSnapshot,
   Tracker,
   type TrackingEvent,
 } from "@edx/event-tracking";
-import { eventObjectId, MongoBackend, type MongoBackendOptions } from "@edx/event-tracking/mongo";
+import { eventObjectId, MongoBackend, type MongoBackendOptions, mongoEngines } from "@edx/event-tracking/mongo";
 import { RecordingLogger } from "../_helpers.ts";
 import { freePort, type MongoTestServer, startMongoServer, testDatabaseName } from "../_mongo_server.ts";
 
@@ -69,53 +70,57 @@ Deno.test("MongoBackend does no I/O before the first batch", async () => {
 });
 
 Deno.test("MongoBackend() rejects bad options, naming the option and its current value", () => {
-  const cases: [MongoBackendOptions, ErrorConstructor, string][] = [
-    [
-      { batchSize: 0 },
-      RangeError,
-      "Cannot create MongoBackend as 'batchSize' must be a positive integer: current value is 0",
-    ],
-    [{ batchSize: 1.5 }, RangeError, "'batchSize' must be a positive integer: current value is 1.5"],
-    [{ flushIntervalMs: -1 }, RangeError, "'flushIntervalMs' must be a non-negative number: current value is -1"],
-    [{ maxRetries: -1 }, RangeError, "'maxRetries' must be a non-negative integer: current value is -1"],
-    [{ maxConcurrentBatches: 0 }, RangeError, "'maxConcurrentBatches' must be a positive integer"],
-    [{ maxQueueSize: 0 }, RangeError, "'maxQueueSize' must be a positive integer"],
-    [{ retryDelayMs: Infinity }, RangeError, "'retryDelayMs' must be a non-negative number: current value is Infinity"],
+  const cases: [MongoBackendOptions, string][] = [
+    [{ batchSize: 0 }, "MongoBackend.batchSize: must be a positive integer, got 0"],
+    [{ batchSize: 1.5 }, "MongoBackend.batchSize: must be a positive integer, got 1.5"],
+    [{ batchSize: 2 ** 31 }, "MongoBackend.batchSize: must be a positive integer, got 2147483648"],
+    [{ flushIntervalMs: -1 }, "MongoBackend.flushIntervalMs: must be a non-negative number, got -1"],
+    [{ maxRetries: -1 }, "MongoBackend.maxRetries: must be a non-negative integer, got -1"],
+    [{ maxConcurrentBatches: 0 }, "MongoBackend.maxConcurrentBatches: must be a positive integer, got 0"],
+    [{ maxQueueSize: 0 }, "MongoBackend.maxQueueSize: must be a positive integer, got 0"],
+    [{ retryDelayMs: Infinity }, "MongoBackend.retryDelayMs: must be a non-negative number, got Infinity"],
     [
       { serverSelectionTimeoutMs: -1 },
-      RangeError,
-      "Cannot create MongoBackend as 'serverSelectionTimeoutMs' must be a non-negative number: current value is -1",
+      "MongoBackend.serverSelectionTimeoutMs: must be a non-negative number, got -1",
     ],
-    [
-      { connectTimeoutMs: "5000" as never },
-      RangeError,
-      `'connectTimeoutMs' must be a non-negative number: current value is "5000"`,
-    ],
-    [{ connectTimeoutMs: NaN }, RangeError, "'connectTimeoutMs' must be a non-negative number: current value is NaN"],
-    [{ port: 70000 }, RangeError, "'port' must be an integer from 1 to 65535: current value is 70000"],
-    [{ host: "" }, TypeError, `'host' must be a non-empty string: current value is ""`],
-    [{ uri: "mongodb://a", host: "b" }, TypeError, "'uri' and 'host' exclude each other"],
+    [{ connectTimeoutMs: "5000" as never }, 'MongoBackend.connectTimeoutMs: must be a non-negative number, got "5000"'],
+    [{ connectTimeoutMs: NaN }, "MongoBackend.connectTimeoutMs: must be a non-negative number, got NaN"],
+    [{ port: 70000 }, "MongoBackend.port: must be an integer from 1 to 65535, got 70000"],
+    [{ host: "" }, 'MongoBackend.host: must be a non-empty string, got ""'],
+    [{ uri: "mongodb://a", host: "b" }, 'MongoBackend: "uri" and "host" exclude each other: give one'],
     [
       { client: new MongoClient("mongodb://a"), uri: "mongodb://a" },
-      TypeError,
-      "'client' and 'uri' exclude each other",
+      'MongoBackend: "client" and "uri" exclude each other: give one',
     ],
     [
       { client: new MongoClient("mongodb://a"), serverSelectionTimeoutMs: 100 },
-      TypeError,
-      "'client' and 'serverSelectionTimeoutMs' exclude each other",
+      'MongoBackend: "client" and "serverSelectionTimeoutMs" exclude each other: give one',
     ],
-    [{ uri: "http://example.com" }, TypeError, "its connection options are not valid"],
-    [{ password: "secret" }, TypeError, "'password' is given without 'user'"],
-    [{ extra: [] as never }, TypeError, "'extra' must be an object of MongoClient options: current value is Array"],
-    [{ database: "a.b" }, RangeError, `'database' must not contain`],
-    [{ collection: "system.users" }, RangeError, `'collection' must not contain $ or start with "system.": current`],
-    [{ logger: {} as never }, TypeError, "'logger' must have warn and error methods"],
+    [{ client: {} as never }, "MongoBackend.client: must be a MongoClient, got {}"],
+    [{ uri: "http://example.com" }, "MongoBackend: the connection options are not valid: "],
+    [{ password: "secret" }, 'MongoBackend.password: is given without "user"'],
+    // A password is never shown.
+    [{ password: 12345 as never }, "MongoBackend.password: must be a string"],
+    [{ extra: [] as never }, "MongoBackend.extra: must be an object of MongoClient options, got []"],
+    [
+      { database: "a.b" },
+      'MongoBackend.database: must be a database name without /\\. "$ and at most 63 bytes, got "a.b"',
+    ],
+    [
+      { uri: "mongodb://h/a%2Eb" },
+      'MongoBackend.uri: names the database "a.b", which must be a database name without /\\. "$ and at most 63 bytes',
+    ],
+    [
+      { collection: "system.users" },
+      'MongoBackend.collection: must be a collection name without $ that does not start with "system.", got "system.users"',
+    ],
+    [{ logger: {} as never }, "MongoBackend.logger: must be a logger with warn and error methods, got {}"],
+    [{ hots: "x" } as never, "MongoBackend.hots: unknown option (expected: uri, host, port, user, password, database,"],
   ];
-  for (const [options, type, message] of cases) {
+  for (const [options, message] of cases) {
     assert.throws(() => new MongoBackend(options), (error: Error) => {
-      assert.ok(error instanceof type, `${message}: got ${error}`);
-      assert.ok(error.message.includes(message), `${error.message} should include ${message}`);
+      assert.ok(error instanceof ImproperlyConfigured, `${message}: got ${error}`);
+      assert.ok(error.message.startsWith(message), `${error.message} should start with ${message}`);
       return true;
     });
   }
@@ -655,14 +660,62 @@ Deno.test("createTracker() builds MongoBackend from the reference's ENGINE and s
           },
         },
       },
-    }, { logger: new RecordingLogger() });
+    }, { logger: new RecordingLogger(), engines: mongoEngines() });
     assert.ok(tracker.getBackend("mongo") instanceof MongoBackend);
     for (let i = 0; i < 25; i++) tracker.emit("config.test", { i });
     await tracker.close();
     assert.equal(await inspect.db(database).collection("tracking").countDocuments({}), 25);
   });
+  const engines = mongoEngines();
   assert.throws(
-    () => createTracker({ backends: { m: { ENGINE: "mongo", OPTIONS: { hots: "x" } } } }),
-    /^ImproperlyConfigured: backends\.m\.OPTIONS: unknown option "hots" for ENGINE "mongo"/,
+    () => createTracker({ backends: { m: { ENGINE: "mongo", OPTIONS: { hots: "x" } } } }, { engines }),
+    /^ImproperlyConfigured: backends\.m\.OPTIONS\.hots: unknown option \(expected: uri, host, port, user, password, database, collection, extra, server_?/i,
   );
+  // The same check, and the same message after the path, as the constructor's.
+  for (
+    const [options, snake] of [[{ batchSize: 0 }, { batch_size: 0 }], [
+      { uri: "mongodb://a", host: "b" },
+      null,
+    ]] as const
+  ) {
+    let constructorMessage = "";
+    try {
+      new MongoBackend(options as MongoBackendOptions);
+    } catch (error) {
+      constructorMessage = (error as ImproperlyConfigured).message;
+    }
+    assert.throws(
+      () => createTracker({ backends: { m: { ENGINE: "mongo", OPTIONS: snake ?? options } } }, { engines }),
+      (error: unknown) => {
+        assert.ok(error instanceof ImproperlyConfigured);
+        const where = snake === null ? "backends.m.OPTIONS" : "backends.m.OPTIONS.batch_size";
+        assert.equal(error.message, where + constructorMessage.slice(constructorMessage.indexOf(":")));
+        return true;
+      },
+    );
+  }
+  // Only code gives a client or a logger.
+  assert.throws(
+    () => createTracker({ backends: { m: { ENGINE: "mongo", OPTIONS: { client: {} } } } }, { engines }),
+    /^ImproperlyConfigured: backends\.m\.OPTIONS\.client: unknown option/,
+  );
+  // Without its engines, the configuration says where they are.
+  assert.throws(
+    () => createTracker({ backends: { m: { ENGINE: "mongo" } } }),
+    /^ImproperlyConfigured: backends\.m: the MongoDB backend lives in "@edx\/event-tracking\/mongo".*engines: mongoEngines\(\)/,
+  );
+});
+
+Deno.test("mongoEngines(defaultUri) gives both ENGINE names; the default URI serves the specs that name no server", async () => {
+  const engines = mongoEngines("mongodb://127.0.0.1:1/fromdefault");
+  assert.deepEqual(Object.keys(engines).sort(), ["eventtracking.backends.mongodb.MongoBackend", "mongo"]);
+  const tracker = createTracker({
+    backends: {
+      a: { ENGINE: "mongo" },
+      b: { ENGINE: "eventtracking.backends.mongodb.MongoBackend", OPTIONS: { host: "127.0.0.1", port: 1 } },
+    },
+  }, { engines, logger: new RecordingLogger() });
+  assert.equal((tracker.getBackend("a") as MongoBackend).database, "fromdefault");
+  assert.equal((tracker.getBackend("b") as MongoBackend).database, "eventtracking");
+  await tracker.close(); // nothing was sent, so nothing connected
 });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DROP, NameAllowlistProcessor, type TrackingEvent } from "../../mod.ts";
+import { DROP, ImproperlyConfigured, NameAllowlistProcessor, type TrackingEvent } from "../../mod.ts";
 
 const named = (name: string): TrackingEvent => ({ id: "0", name, timestamp: "", context: {}, data: {} });
 
@@ -14,14 +14,28 @@ Deno.test("NameAllowlistProcessor passes listed names and drops the rest", () =>
 
 // spec §10.15 tests 5–8
 Deno.test("NameAllowlistProcessor refuses a missing, non-iterable or string list", () => {
-  for (const bad of [undefined, 10, "foobar", null]) {
+  const names = "must be an array, Set or object of event names";
+  const cases: [unknown, string][] = [
+    [10, `NameAllowlistProcessor.whitelist: ${names}, got 10`],
+    ["foobar", `NameAllowlistProcessor.whitelist: ${names}, got "foobar"`],
+    [null, `NameAllowlistProcessor.whitelist: ${names}, got null`],
+    [["a", 5], "NameAllowlistProcessor.whitelist[1]: must be a string, got 5"],
+  ];
+  for (const [bad, message] of cases) {
     assert.throws(
       () => new NameAllowlistProcessor({ whitelist: bad as never }),
       (error: unknown) =>
-        error instanceof TypeError && /^The NameAllowlistProcessor must be passed/.test(error.message),
+        error instanceof ImproperlyConfigured && error instanceof TypeError && error.message === message,
     );
   }
-  assert.throws(() => new NameAllowlistProcessor(undefined as never), TypeError);
+  assert.throws(() => new NameAllowlistProcessor({ whitelist: undefined }), {
+    message:
+      'NameAllowlistProcessor.allowlist: must be an array, Set or object of event names (or give it as "whitelist"), got undefined',
+  });
+  assert.throws(() => new NameAllowlistProcessor({ allowlist: ["a"], whitelist: ["b"] }), {
+    message: 'NameAllowlistProcessor: "allowlist" and "whitelist" (its reference name) are the same option: give one',
+  });
+  assert.throws(() => new NameAllowlistProcessor(undefined as never), ImproperlyConfigured);
 });
 
 // spec §10.15 tests 9–10

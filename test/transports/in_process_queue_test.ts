@@ -45,8 +45,14 @@ Deno.test("InProcessQueue.retry() delivers the message again after the delay, an
 });
 
 Deno.test("InProcessQueue refuses a bad capacity or batch size, and a second consumer", () => {
-  assert.throws(() => new InProcessQueue({ capacity: 0 }), /'capacity' must be a positive integer: current value is 0/);
-  assert.throws(() => new InProcessQueue({ batchSize: 2.5 }), RangeError);
+  assert.throws(
+    () => new InProcessQueue({ capacity: 0 }),
+    /^ImproperlyConfigured: InProcessQueue\.capacity: must be a positive integer, got 0$/,
+  );
+  assert.throws(() => new InProcessQueue({ batchSize: 2.5 }), {
+    name: "ImproperlyConfigured",
+    message: "InProcessQueue.batchSize: must be a positive integer, got 2.5",
+  });
   const queue = new InProcessQueue();
   queue.start(() => Promise.resolve());
   assert.throws(() => queue.start(() => Promise.resolve()), /has a consumer already/);
