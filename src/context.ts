@@ -1,11 +1,22 @@
 /**
  * Named context scopes: an ordered set of name → context that is merged into
- * every event, isolated per async task with `AsyncLocalStorage`.
+ * every event, isolated per async task with `AsyncLocalStorage` where the
+ * runtime has it, and scoped to the synchronous extent of a call elsewhere.
+ *
+ * `AsyncLocalStorage` is looked up at run time with
+ * `process.getBuiltinModule("node:async_hooks")` (Node.js ≥ 20.16, Deno 2,
+ * Cloudflare Workers with `nodejs_compat`), never imported, so that the core
+ * bundles for browsers without a `node:` import to resolve. In a browser (or
+ * any runtime without it), `context(name, ctx, fn)` scopes what `fn` runs
+ * synchronously: code after an `await` inside `fn`, and callbacks it
+ * schedules, see the scopes of whoever runs at that time (the process-wide
+ * ones, usually). `withContext` views carry their scopes explicitly and work
+ * the same everywhere.
  *
  * @module
  */
 
-import { AsyncLocalStorage } from "node:async_hooks";
+import { findNodeBuiltin } from "./_node_builtin.ts";
 import { snapshot } from "./_snapshot.ts";
 
 /** A frozen, merged context as events carry it. */
@@ -109,15 +120,73 @@ function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as PromiseLike<unknown> | null)?.then === "function";
 }
 
+/** What {@linkcode ContextStore} needs of `AsyncLocalStorage` (no `enterWith`: workerd lacks it). */
+export interface CellStorage<T> {
+  getStore(): T | undefined;
+  run<R>(store: T, fn: () => R): R;
+}
+
+/** A class of {@linkcode CellStorage}: `AsyncLocalStorage`, or {@linkcode SyncCellStorage}. */
+export type CellStorageClass = new <T>() => CellStorage<T>;
+
+/**
+ * Explicit scopes, for runtimes without `AsyncLocalStorage`: `run` sets the
+ * store for the synchronous extent of `fn` only, and restores the previous one
+ * when `fn` returns or throws.
+ */
+export class SyncCellStorage<T> implements CellStorage<T> {
+  #store: T | undefined;
+
+  getStore(): T | undefined {
+    return this.#store;
+  }
+
+  run<R>(store: T, fn: () => R): R {
+    const previous = this.#store;
+    this.#store = store;
+    try {
+      return fn();
+    } finally {
+      this.#store = previous;
+    }
+  }
+}
+
+let asyncLocalStorageClass: CellStorageClass | null | undefined;
+
+/**
+ * The runtime's `AsyncLocalStorage`, or `null` where there is none. Found
+ * without an import: `process.getBuiltinModule` is synchronous and invisible
+ * to bundlers, and absent from browsers.
+ */
+export function findAsyncLocalStorage(): CellStorageClass | null {
+  if (asyncLocalStorageClass === undefined) {
+    const found = findNodeBuiltin<{ AsyncLocalStorage?: CellStorageClass }>("node:async_hooks")?.AsyncLocalStorage;
+    asyncLocalStorageClass = typeof found === "function" ? found : null;
+  }
+  return asyncLocalStorageClass;
+}
+
 /**
  * One tracker's scopes. Outside any `run`, scopes live in one process-wide
  * cell (the reference's `DefaultContextLocator`); each `run` gives its callback
  * and everything it awaits a cell of its own, so concurrent requests never see
  * each other's scopes. It never uses `enterWith`, which workerd lacks.
+ *
+ * Without `AsyncLocalStorage` (browsers), a `run` cell lasts for the
+ * synchronous part of the callback only; see the module documentation.
  */
 export class ContextStore {
-  readonly #storage = new AsyncLocalStorage<ScopeCell>();
+  readonly #storage: CellStorage<ScopeCell>;
   readonly #root: ScopeCell = { stack: ScopeStack.EMPTY };
+  /** True when scopes entered by `run` follow the callback across `await` (`AsyncLocalStorage`). */
+  readonly async: boolean;
+
+  /** @param Storage The cell storage: by default `AsyncLocalStorage` where the runtime has it, else {@linkcode SyncCellStorage}. */
+  constructor(Storage: CellStorageClass = findAsyncLocalStorage() ?? SyncCellStorage) {
+    this.#storage = new Storage<ScopeCell>();
+    this.async = Storage !== SyncCellStorage;
+  }
 
   #cell(): ScopeCell {
     return this.#storage.getStore() ?? this.#root;

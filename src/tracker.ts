@@ -237,7 +237,11 @@ export class Tracker implements EventEmitter {
   /**
    * Runs `fn` inside a named context scope and always leaves it afterwards;
    * when `fn` returns a promise the scope lasts until it settles. Scopes
-   * entered this way are isolated between concurrent async tasks.
+   * entered this way are isolated between concurrent async tasks, through
+   * `AsyncLocalStorage` (Deno, Node.js ≥ 20.16, Workers with `nodejs_compat`).
+   * Where there is none (browsers), the scope covers what `fn` runs
+   * synchronously only: events emitted after an `await` in `fn` do not carry
+   * it; use {@linkcode Tracker.withContext} views there.
    *
    * @example One scope per request
    * ```ts

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { AsyncLocalStorage } from "node:async_hooks";
 import { InMemoryBackend, Tracker } from "../mod.ts";
+import { ContextStore, findAsyncLocalStorage, freezeContext, ScopeStack, SyncCellStorage } from "../src/context.ts";
 
 function setup(): { tracker: Tracker; sink: InMemoryBackend } {
   const sink = new InMemoryBackend();
@@ -148,4 +150,57 @@ Deno.test("Tracker.withContext() over a name the tracker has replaces that scope
   tracker.enterContext("course", { user: 9 });
   const view = tracker.withContext("request", { user: 2 });
   assert.deepEqual(view.resolveContext(), { user: 2 });
+});
+
+// Context storage per runtime: AsyncLocalStorage where the runtime has it (found without a static node: import),
+// explicit synchronous scopes elsewhere (browsers).
+
+Deno.test("ContextStore uses the runtime's AsyncLocalStorage, found through process.getBuiltinModule", () => {
+  assert.equal(findAsyncLocalStorage(), AsyncLocalStorage);
+  assert.equal(new ContextStore().async, true);
+  assert.equal(new ContextStore(SyncCellStorage).async, false);
+});
+
+Deno.test("Without AsyncLocalStorage, ContextStore.run() scopes what fn runs synchronously, nested and on throw", () => {
+  const store = new ContextStore(SyncCellStorage);
+  store.enter("process", { service: "lms" });
+  const seen: unknown[] = [];
+  store.run("outer", { a: 1 }, () => {
+    seen.push(store.stack.merged);
+    store.run("inner", { a: 2, b: 2 }, () => seen.push(store.stack.merged));
+    seen.push(store.stack.merged);
+    assert.throws(() =>
+      store.run("failing", { c: 3 }, () => {
+        seen.push(store.stack.merged);
+        throw new RangeError("boom");
+      }), RangeError);
+    seen.push(store.stack.merged);
+  });
+  seen.push(store.stack.merged);
+  assert.deepEqual(seen, [
+    { service: "lms", a: 1 },
+    { service: "lms", a: 2, b: 2 },
+    { service: "lms", a: 1 },
+    { service: "lms", a: 1, c: 3 },
+    { service: "lms", a: 1 },
+    { service: "lms" },
+  ]);
+});
+
+Deno.test("Without AsyncLocalStorage, an async fn sees its scope until its first await, then the process-wide scopes", async () => {
+  const store = new ContextStore(SyncCellStorage);
+  store.enter("process", { service: "lms" });
+  const seen: unknown[] = [];
+  const done = store.run("request", { id: 1 }, async () => {
+    seen.push(store.stack.merged);
+    await tick();
+    seen.push(store.stack.merged);
+    return 42;
+  });
+  seen.push(store.stack.merged);
+  assert.equal(await done, 42);
+  assert.deepEqual(seen, [{ service: "lms", id: 1 }, { service: "lms" }, { service: "lms" }]);
+  // Explicit scopes (what withContext views carry) need no propagation at all.
+  const request = ScopeStack.EMPTY.with("request", freezeContext("request", { id: 2 }));
+  assert.deepEqual(store.stack.concat(request).merged, { service: "lms", id: 2 });
 });

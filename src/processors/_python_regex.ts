@@ -29,11 +29,8 @@ import {
   wordSet,
 } from "./_python_charset.ts";
 import {
-  FLAG_ASCII,
   FLAG_DOTALL,
-  FLAG_LOCALE,
   FLAG_MULTILINE,
-  FLAG_UNICODE,
   MAXREPEAT,
   NAMED_ESCAPE,
   type Node,
@@ -53,7 +50,9 @@ const SENTINEL = "(?-u:\\xFF)";
 const NEVER = "(?-u:\\xFE)";
 /** Rough NFA size a single pattern may expand to (counted repetitions multiply it). */
 export const MAX_PATTERN_COST = 200_000;
-const TYPE_FLAGS = FLAG_ASCII | FLAG_LOCALE | FLAG_UNICODE;
+// A literal: bundlers keep a top-level \`|\` of other bindings (it might call valueOf), which would put this
+// module into every bundle of the core.
+const TYPE_FLAGS = 292; // FLAG_ASCII | FLAG_LOCALE | FLAG_UNICODE
 
 type AtKind =
   | "begin"

@@ -31,8 +31,10 @@ export const FLAG_UNICODE = 32;
 export const FLAG_VERBOSE = 64;
 export const FLAG_DEBUG = 128;
 export const FLAG_ASCII = 256;
-const TYPE_FLAGS = FLAG_ASCII | FLAG_LOCALE | FLAG_UNICODE;
-const GLOBAL_FLAGS = FLAG_DEBUG | FLAG_TEMPLATE;
+// A literal: bundlers keep a top-level \`|\` of other bindings (it might call valueOf), which would put this
+// module into every bundle of the core.
+const TYPE_FLAGS = 292; // FLAG_ASCII | FLAG_LOCALE | FLAG_UNICODE
+const GLOBAL_FLAGS = 129; // FLAG_DEBUG | FLAG_TEMPLATE
 const FLAGS: Record<string, number> = {
   i: FLAG_IGNORECASE,
   L: FLAG_LOCALE,

@@ -3,24 +3,39 @@
  * expressions matched against event names, decided by a linear-time DFA in
  * WebAssembly (built from Rust's regex crates; see wasm/).
  *
+ * Nothing here runs at import: a bundle that never builds a RegexFilter
+ * leaves this module, its Python regex translator and the WebAssembly out.
+ * The core (`wasm/regex_filter.wasm`) is read synchronously beside the
+ * package when it is a local file; elsewhere (browsers, bundles, Deno from
+ * JSR, Cloudflare Workers) call {@linkcode loadRegexWasm} or
+ * {@linkcode useRegexWasmModule} before building the first filter.
+ *
  * @module
  */
 
-import { typeName } from "../diagnostics.ts";
 import { ImproperlyConfigured } from "../errors.ts";
+import * as v from "valibot";
+import { type Expect, must, nonNegativeInteger, options, parseOptions, type SameType, strings } from "../_schema.ts";
 import type { TrackingEvent } from "../event.ts";
 import { DROP, type ProcessorObject } from "../processor.ts";
 import { SENTINEL_BYTE, translatePython } from "./_python_regex.ts";
-import { RegexCore, RegexCoreError, useRegexWasmModule, writeName } from "./_regex_wasm.ts";
+import {
+  loadRegexWasm,
+  RegexCore,
+  RegexCoreError,
+  type RegexWasmSource,
+  useRegexWasmModule,
+  writeName,
+} from "./_regex_wasm.ts";
 
-export { useRegexWasmModule };
+export { loadRegexWasm, type RegexWasmSource, useRegexWasmModule };
 
 /** Whether a {@linkcode RegexFilter} passes (`allowlist`) or drops (`blocklist`) matching names. */
 export type FilterType = "allowlist" | "blocklist";
 
 /**
- * Options of {@linkcode RegexFilter}. Configuration files may use the
- * reference's snake_case keys (`filter_type`, `regular_expressions`).
+ * Options of {@linkcode RegexFilter}. A configuration given to `createTracker`
+ * may spell them as the reference does (`filter_type`, `regular_expressions`).
  */
 export interface RegexFilterOptions {
   /**
@@ -29,8 +44,6 @@ export interface RegexFilterOptions {
    * @default {"allowlist"}
    */
   filterType?: FilterType;
-  /** The reference's name for `filterType`. */
-  filter_type?: FilterType;
   /**
    * Python regular expressions, each matched at the start of the event name
    * (`re.match`). An array or a Set; duplicates are irrelevant.
@@ -38,8 +51,6 @@ export interface RegexFilterOptions {
    * @default {[]}
    */
   regularExpressions?: Iterable<string>;
-  /** The reference's name for `regularExpressions`. */
-  regular_expressions?: Iterable<string>;
   /**
    * How many names (up to 256 characters each) the decision cache remembers
    * before it starts again empty; 0 disables it. Its memory stays bounded
@@ -52,45 +63,55 @@ export interface RegexFilterOptions {
 
 const DEFAULT_CACHE_SIZE = 4096;
 const MAX_CACHED_LENGTH = 256;
-const CALIBRATION_PERIOD = 1 << 15;
-const encoder = new TextEncoder();
-const isWellFormed: (s: string) => boolean = typeof String.prototype.isWellFormed === "function"
-  ? (s) => s.isWellFormed()
-  : (s) => !/[\uD800-\uDFFF]/.test(s.replace(/[\uD800-\uDBFF][\uDC00-\uDFFF]/g, ""));
+const CALIBRATION_PERIOD = 32_768; // 2 ** 15
+// Marked pure so that bundles without a RegexFilter leave them out.
+const encoder = /* @__PURE__ */ new TextEncoder();
+const isWellFormed: (s: string) => boolean =
+  /* @__PURE__ */ (() =>
+    typeof String.prototype.isWellFormed === "function"
+      ? (s: string) => s.isWellFormed()
+      : (s: string) => !/[\uD800-\uDFFF]/.test(s.replace(/[\uD800-\uDBFF][\uDC00-\uDFFF]/g, "")))();
 const CALIBRATION_CALLS = 512;
-const OPTION_KEYS = new Set([
-  "filterType",
-  "filter_type",
-  "regularExpressions",
-  "regular_expressions",
-  "cacheSize",
-  "cache_size",
-]);
-
 function quote(pattern: string): string {
   return JSON.stringify(pattern);
 }
 
-function readPatterns(value: unknown): string[] {
-  if (value === undefined || value === null) return [];
-  if (typeof value === "string" || typeof value !== "object" || !(Symbol.iterator in value)) {
-    throw new ImproperlyConfigured(
-      `Cannot create RegexFilter: 'regular_expressions' must be an array of strings: current value is ${
-        typeof value === "string" ? quote(value) : typeName(value)
-      }`,
+/** Why each pattern cannot be used; empty when all can. */
+function patternProblems(patterns: readonly string[]): string[] {
+  const problems: string[] = [];
+  for (const pattern of new Set(patterns)) {
+    const t = translatePython(pattern);
+    if (t.ok) continue;
+    problems.push(
+      t.invalid
+        ? `${quote(pattern)} is not a valid Python regular expression: ${t.reason}`
+        : `${quote(pattern)} is not supported: ${t.reason}`,
     );
   }
-  const patterns = new Set<string>();
-  for (const pattern of value as Iterable<unknown>) {
-    if (typeof pattern !== "string") {
-      throw new ImproperlyConfigured(
-        `Cannot create RegexFilter: 'regular_expressions' must contain only strings: found ${typeName(pattern)}`,
-      );
-    }
-    patterns.add(pattern);
-  }
-  return [...patterns];
+  return problems;
 }
+
+/**
+ * The schema of {@linkcode RegexFilterOptions}: what the constructor and the
+ * `regex_filter` ENGINE check. As in the reference, the patterns are checked
+ * before the filter type.
+ */
+export const regexFilterOptions = /* @__PURE__ */ (() =>
+  options({
+    regularExpressions: v.optional(
+      v.pipe(
+        strings("an array of strings"),
+        v.check(
+          (patterns) => patternProblems(patterns).length === 0,
+          (issue) => patternProblems(issue.input as readonly string[]).join("; "),
+        ),
+      ),
+      [],
+    ),
+    filterType: v.optional(v.picklist(["allowlist", "blocklist"], must('"allowlist" or "blocklist"')), "allowlist"),
+    cacheSize: v.optional(nonNegativeInteger(), DEFAULT_CACHE_SIZE),
+  }))();
+type _SameOptions = Expect<SameType<v.InferInput<typeof regexFilterOptions>, RegexFilterOptions>>;
 
 /**
  * Passes or drops events by matching their name against Python regular
@@ -105,11 +126,16 @@ function readPatterns(value: unknown): string[] {
  * An event without a string `name` is dropped (filters fail closed) and counted
  * in {@linkcode RegexFilter.invalidNames}.
  *
+ * Its WebAssembly core must be loaded first where the package is not a local
+ * file: `await` {@linkcode loadRegexWasm} once (browsers, bundles, Deno from
+ * JSR), or call {@linkcode useRegexWasmModule} (Cloudflare Workers).
+ *
  * @example Keep only enrollment events
  * ```ts
- * import { InMemoryBackend, RegexFilter, Tracker } from "@edx/event-tracking";
+ * import { InMemoryBackend, loadRegexWasm, RegexFilter, Tracker } from "@edx/event-tracking";
  * import assert from "node:assert/strict";
  *
+ * await loadRegexWasm(); // once, before the first filter
  * const sink = new InMemoryBackend();
  * const tracker = new Tracker({
  *   backends: { sink },
@@ -165,51 +191,14 @@ export class RegexFilter implements ProcessorObject {
    *
    * @param options The filter type and the patterns.
    * @throws {ImproperlyConfigured} If a pattern is not valid Python syntax, needs backtracking,
-   * is too large, if `regularExpressions` is not a list of strings, or `filterType` is unknown.
+   * is too large, if `regularExpressions` is not a list of strings, `filterType` is unknown, or an option is unknown.
    */
   constructor(options: RegexFilterOptions = {}) {
-    if (options === null || typeof options !== "object") {
-      throw new ImproperlyConfigured(
-        `Cannot create RegexFilter: options must be an object: current value is ${typeName(options)}`,
-      );
-    }
-    for (const key of Object.keys(options)) {
-      if (!OPTION_KEYS.has(key)) {
-        throw new ImproperlyConfigured(`Cannot create RegexFilter: unknown option ${quote(key)}`);
-      }
-    }
-    const raw = options as Record<string, unknown>;
-    const patterns = readPatterns(raw.regularExpressions ?? raw.regular_expressions);
-    const filterType = raw.filterType ?? raw.filter_type ?? "allowlist";
-    const cacheSize = raw.cacheSize ?? raw.cache_size ?? DEFAULT_CACHE_SIZE;
-
-    // As in the reference, pattern errors are reported before a bad filter type.
-    const rust: string[] = [];
-    const problems: string[] = [];
-    for (const pattern of patterns) {
-      const t = translatePython(pattern);
-      if (t.ok) rust.push(t.rust);
-      else if (t.invalid) {
-        problems.push(`${quote(pattern)} is not a valid Python regular expression: ${t.reason}`);
-      } else problems.push(`${quote(pattern)} is not supported: ${t.reason}`);
-    }
-    if (problems.length) {
-      throw new ImproperlyConfigured(
-        `Cannot compile 'regular_expressions': ${problems.join("; ")}`,
-      );
-    }
-    if (filterType !== "allowlist" && filterType !== "blocklist") {
-      throw new ImproperlyConfigured(
-        `Cannot create RegexFilter: 'filter_type' must be "allowlist" or "blocklist": current value is ${
-          typeof filterType === "string" ? quote(filterType) : typeName(filterType)
-        }`,
-      );
-    }
-    if (typeof cacheSize !== "number" || !Number.isInteger(cacheSize) || cacheSize < 0) {
-      throw new ImproperlyConfigured(
-        `Cannot create RegexFilter: 'cacheSize' must be a non-negative integer: current value is ${String(cacheSize)}`,
-      );
-    }
+    const o = parseOptions(regexFilterOptions, options, "RegexFilter");
+    const patterns = [...new Set(o.regularExpressions)];
+    const rust = patterns.map((pattern) => (translatePython(pattern) as { rust: string }).rust);
+    const filterType = o.filterType;
+    const cacheSize = o.cacheSize;
     this.filterType = filterType;
     this.regularExpressions = Object.freeze(patterns);
     this.#allow = filterType === "allowlist";

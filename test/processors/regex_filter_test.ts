@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { ImproperlyConfigured } from "../../src/errors.ts";
 import type { TrackingEvent } from "../../src/event.ts";
 import { DROP } from "../../src/processor.ts";
-import { RegexFilter, useRegexWasmModule } from "../../src/processors/regex_filter.ts";
+import { loadRegexWasm, RegexFilter, useRegexWasmModule } from "../../src/processors/regex_filter.ts";
 
 interface Corpus {
   match: { pattern: string; name: string; match: boolean }[];
@@ -76,7 +76,7 @@ Deno.test("RegexFilter.process() reproduces every filter decision of the corpus"
     const key = JSON.stringify([c.filter_type, c.regular_expressions]);
     let filter = filters.get(key);
     if (filter === undefined) {
-      const options = { filter_type: c.filter_type, regular_expressions: c.regular_expressions };
+      const options = { filterType: c.filter_type, regularExpressions: c.regular_expressions };
       if (c.regular_expressions.some((p) => FILTER_NEEDS_BACKTRACKING.includes(p))) {
         assert.throws(() => new RegexFilter(options), /needs backtracking/);
         filter = null;
@@ -122,8 +122,15 @@ Deno.test("RegexFilter rejects an unknown filter type and an invalid pattern", (
   );
   // As in the reference, a bad pattern is reported before a bad filter type.
   assert.throws(
-    () => new RegexFilter({ filter_type: "ALLOWLIST" as "allowlist", regular_expressions: ["("] }),
-    /not a valid Python regular expression/,
+    () => new RegexFilter({ filterType: "ALLOWLIST" as "allowlist", regularExpressions: ["("] }),
+    /^ImproperlyConfigured: RegexFilter\.regularExpressions: "\(" is not a valid Python regular expression/,
+  );
+  assert.throws(
+    () => new RegexFilter({ filterType: "ALLOWLIST" as "allowlist" }),
+    {
+      name: "ImproperlyConfigured",
+      message: 'RegexFilter.filterType: must be "allowlist" or "blocklist", got "ALLOWLIST"',
+    },
   );
 });
 
@@ -432,27 +439,42 @@ Deno.test("RegexFilter.process() drops events without a string name and counts t
   assert.equal(new RegexFilter({ regularExpressions: [""] }).process(event(undefined)), DROP);
 });
 
-Deno.test("RegexFilter refuses a plain string instead of a list of patterns", () => {
+Deno.test("RegexFilter refuses a plain string instead of a list of patterns, and other bad options, by path", () => {
   assert.throws(
     () => new RegexFilter({ regularExpressions: "edx" as unknown as string[] }),
     (err: Error) =>
-      err instanceof ImproperlyConfigured && /must be an array of strings/.test(err.message) &&
-      err.message.includes('"edx"'),
+      err instanceof ImproperlyConfigured &&
+      err.message === 'RegexFilter.regularExpressions: must be an array of strings, got "edx"',
   );
   assert.throws(
-    () => new RegexFilter({ regularExpressions: [1] as unknown as string[] }),
-    /must contain only strings: found Number/,
+    () => new RegexFilter({ regularExpressions: ["a", 1] as unknown as string[] }),
+    { name: "ImproperlyConfigured", message: "RegexFilter.regularExpressions[1]: must be a string, got 1" },
   );
-  assert.throws(() => new RegexFilter({ regexes: [] } as never), /unknown option "regexes"/);
-  assert.throws(() => new RegexFilter({ cacheSize: -1 }), /'cacheSize' must be a non-negative integer/);
+  assert.throws(
+    () => new RegexFilter({ regexes: [] } as never),
+    { message: "RegexFilter.regexes: unknown option (expected: regularExpressions, filterType, cacheSize)" },
+  );
+  // The reference's spellings belong to configurations (createTracker), not to the constructor.
+  assert.throws(
+    () => new RegexFilter({ filter_type: "allowlist" } as never),
+    /^ImproperlyConfigured: RegexFilter\.filter_type: unknown option/,
+  );
+  assert.throws(
+    () => new RegexFilter({ cacheSize: -1 }),
+    /^ImproperlyConfigured: RegexFilter\.cacheSize: must be a non-negative integer, got -1$/,
+  );
+  assert.throws(
+    () => new RegexFilter(null as never),
+    /^ImproperlyConfigured: RegexFilter: must be an object of options, got null$/,
+  );
 });
 
-Deno.test("RegexFilter accepts snake_case and camelCase options, a Set, and duplicates", () => {
-  const snake = new RegexFilter({ filter_type: "blocklist", regular_expressions: ["a", "a", "b"] });
-  assert.equal(snake.filterType, "blocklist");
-  assert.deepEqual(snake.regularExpressions, ["a", "b"]);
-  assert.equal(passes(snake, "abc"), false);
-  assert.equal(passes(snake, "cab"), true);
+Deno.test("RegexFilter accepts an array or a Set, and duplicates", () => {
+  const blocklist = new RegexFilter({ filterType: "blocklist", regularExpressions: ["a", "a", "b"] });
+  assert.equal(blocklist.filterType, "blocklist");
+  assert.deepEqual(blocklist.regularExpressions, ["a", "b"]);
+  assert.equal(passes(blocklist, "abc"), false);
+  assert.equal(passes(blocklist, "cab"), true);
   const camel = new RegexFilter({ filterType: "allowlist", regularExpressions: new Set(["c"]) });
   assert.equal(passes(camel, "cab"), true);
   const defaults = new RegexFilter();
@@ -506,6 +528,90 @@ Deno.test("useRegexWasmModule() makes RegexFilter use a precompiled module (Clou
   assert.equal(filter.matches("edx.video.play"), true);
   assert.equal(filter.matches("edx.forum.thread"), false);
   assert.throws(() => useRegexWasmModule(bytes as unknown as WebAssembly.Module), TypeError);
+});
+
+const WASM_URL = new URL("../../wasm/regex_filter.wasm", import.meta.url);
+
+Deno.test("loadRegexWasm() loads the core from a URL, a Response, bytes or a module", async () => {
+  const bytes = readFileSync(WASM_URL);
+  // A server that does not say application/wasm, as many do not.
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (request) =>
+      new URL(request.url).pathname === "/regex_filter.wasm"
+        ? new Response(bytes, { headers: { "content-type": "application/octet-stream" } })
+        : new Response("missing", { status: 404 }),
+  );
+  const http = `http://127.0.0.1:${server.addr.port}`;
+  const module = new WebAssembly.Module(bytes);
+  const sources = {
+    "the package's own copy": undefined,
+    "a file: URL": WASM_URL,
+    "an http: URL": new URL("/regex_filter.wasm", http),
+    "a URL string": `${http}/regex_filter.wasm`,
+    "a Response": new Response(bytes),
+    "a promise of a Response": fetch(`${http}/regex_filter.wasm`),
+    "an ArrayBuffer": bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
+    "a Uint8Array": bytes,
+    "a compiled module": module,
+  };
+  for (const [what, source] of Object.entries(sources)) {
+    const loaded = await loadRegexWasm(source);
+    assert.ok(loaded instanceof WebAssembly.Module, what);
+    if (source === module) assert.equal(loaded, module);
+    const filter = new RegexFilter({ regularExpressions: ["edx\\.video\\."] });
+    assert.deepEqual([filter.matches("edx.video.play"), filter.matches("edx.forum")], [true, false], what);
+  }
+  // Once loaded, loading the package's copy again is free: the module in use is kept.
+  assert.equal(await loadRegexWasm(), module);
+});
+
+Deno.test("loadRegexWasm() says what it could not load, and filters keep the module they had", async () => {
+  const before = await loadRegexWasm();
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response("missing", { status: 404 }),
+  );
+  await assert.rejects(
+    loadRegexWasm(new URL(`http://127.0.0.1:${server.addr.port}/regex_filter.wasm`)),
+    /Cannot load RegexFilter's WebAssembly core: http:\/\/127\.0\.0\.1:\d+\/regex_filter\.wasm answered 404/,
+  );
+  await assert.rejects(
+    loadRegexWasm(new URL("./no-such.wasm", WASM_URL)),
+    /Cannot load RegexFilter's WebAssembly core: cannot read file:\/\/.*\/wasm\/no-such\.wasm/,
+  );
+  await assert.rejects(
+    loadRegexWasm(new TextEncoder().encode("not wasm")),
+    /Cannot load RegexFilter's WebAssembly core from the bytes given: /,
+  );
+  await assert.rejects(loadRegexWasm("regex_filter.wasm"), TypeError);
+  assert.equal(await loadRegexWasm(), before);
+  assert.equal(new RegexFilter({ regularExpressions: ["a"] }).matches("abc"), true);
+});
+
+Deno.test("RegexFilter without a loaded core says how to load it where the package is not a local file", async () => {
+  // A copy of the loader where no wasm/ directory is beside it: as in a bundle, or a JSR module (https:).
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${dir}/src/processors`, { recursive: true });
+    await Deno.copyFile(new URL("../../src/_node_builtin.ts", import.meta.url), `${dir}/src/_node_builtin.ts`);
+    await Deno.copyFile(
+      new URL("../../src/processors/_regex_wasm.ts", import.meta.url),
+      `${dir}/src/processors/_regex_wasm.ts`,
+    );
+    const copy: typeof import("../../src/processors/_regex_wasm.ts") = await import(
+      `file://${dir}/src/processors/_regex_wasm.ts`
+    );
+    assert.throws(
+      () => new copy.RegexCore("a"),
+      /Cannot build a RegexFilter: its WebAssembly core is not loaded \(cannot read file:\/\/.*\/wasm\/regex_filter\.wasm: .*\)\. Call `await loadRegexWasm\(\)` first/,
+    );
+    await assert.rejects(copy.loadRegexWasm(), /cannot read file:\/\/.*\/wasm\/regex_filter\.wasm/);
+    await copy.loadRegexWasm(WASM_URL);
+    assert.equal(new copy.RegexCore("a").isMatch(1), 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("RegexFilter compiles patterns that crash unpatched regex-automata 0.1.8 (a*a?)", () => {

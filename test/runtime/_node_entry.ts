@@ -1,26 +1,12 @@
 /**
- * What test/runtime/node_test.ts runs under Node.js, bundled: the tracker with
- * context scopes across await, and RegexFilter's WebAssembly core loaded from
- * the committed bytes.
+ * Entry of the Node.js bundle of test/runtime/node_test.ts: the core is read
+ * from `regex_filter.wasm` beside the bundle (a `file:` URL, which Node.js's
+ * fetch cannot read), or, with the argument `none`, not loaded at all.
  *
  * @module
  */
 
-import { InMemoryBackend, RegexFilter, Tracker } from "../../mod.ts";
+import process from "node:process";
+import { run } from "./_node_app.ts";
 
-const filter = new RegexFilter({ filterType: "allowlist", regularExpressions: ["edx\\.course\\.", "problem_check$"] });
-const sink = new InMemoryBackend();
-const tracker = new Tracker({ backends: { sink }, processors: [filter] });
-await Promise.all([1, 2].map((user_id) =>
-  tracker.context("edx.request", { user_id }, async () => {
-    await new Promise((resolve) => setTimeout(resolve, 3 - user_id));
-    tracker.emit("edx.course.enrollment.activated", { user_id });
-    tracker.emit("edx.ui.click");
-  })
-));
-console.log(JSON.stringify({
-  matches: ["problem_check", "problem_check\n", "problem_checkX", "edx.course.x", "org.edx.course"].map((name) =>
-    filter.matches(name)
-  ),
-  events: sink.events.map((event) => [event.name, event.context.user_id, (event.data as { user_id: number }).user_id]),
-}));
+await run(process.argv[2] === "none" ? undefined : new URL("./regex_filter.wasm", import.meta.url));
