@@ -5,15 +5,16 @@
  * @module
  */
 
-import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
+import type { HonoApp, HonoContext } from "./_hono.ts";
 import { consoleLogger, type DiagnosticLogger } from "../diagnostics.ts";
 import type { TrackingEvent } from "../event.ts";
 import { toPrometheus } from "../metrics.ts";
 import type { Tracker } from "../tracker.ts";
-import { BearerAuth, type Tokens } from "./auth.ts";
-import { HttpError } from "./errors.ts";
+import { clientBearerAuth, type Tokens } from "./auth.ts";
+import { httpError, httpExceptionResponse, isHttpException } from "./errors.ts";
 import { requestEmitter, trackingContext, type TrackingVariables } from "./tracking_context.ts";
-import { ClientGone, type CollectorLimits, parseEvents, readBody, resolveLimits } from "./validate.ts";
+import { ClientGone, type CollectorLimits, resolveLimits, validEvents } from "./validate.ts";
 
 /** Options of {@linkcode createCollectorApp}. */
 export interface CollectorOptions {
@@ -21,14 +22,18 @@ export interface CollectorOptions {
   tracker: Tracker;
   /** The bearer token, or client name → token. Without one every authenticated route answers 401. */
   token?: Tokens;
-  /** Handles `GET /v1/bus/subscribe` (a WebSocket upgrade) once the client is authenticated. */
-  busSubscribe?: (c: Context) => Response | Promise<Response>;
+  /**
+   * Handles `GET /v1/bus/subscribe` (a WebSocket upgrade) once the client is
+   * authenticated. An `HTTPException` it throws answers as itself, or as the
+   * JSON `{ error, message }` when it has no response of its own.
+   */
+  busSubscribe?: (c: HonoContext) => Response | Promise<Response>;
   /** Keeps work alive after the response (a Worker passes `c.executionCtx.waitUntil`). */
-  waitUntil?: (c: Context, work: Promise<unknown>) => void;
+  waitUntil?: (c: HonoContext, work: Promise<unknown>) => void;
   /**
    * Takes the accepted events of one request into the tree; the 202 is sent
    * only once it resolves, so it decides what a 202 guarantees. A rejection
-   * answers 503 with `Retry-After` (an {@linkcode HttpError} answers as itself).
+   * answers 503 with `Retry-After` (an `HTTPException` answers as itself).
    * The Deno server passes its write-ahead log; the Worker waits for the
    * Queue send. @default sends each event through the tracker, without waiting for delivery
    */
@@ -36,7 +41,7 @@ export interface CollectorOptions {
   /** Request limits. */
   limits?: CollectorLimits;
   /** The client's IP address. @default the `CF-Connecting-IP` header */
-  clientIp?: (c: Context) => string | undefined;
+  clientIp?: (c: HonoContext) => string | undefined;
   /**
    * Above this {@linkcode Tracker.saturation} new events are refused with 503
    * and `Retry-After`, so clients back off before queues overflow. @default 0.9
@@ -45,6 +50,9 @@ export interface CollectorOptions {
   /** Where internal errors are reported. @default consoleLogger */
   logger?: DiagnosticLogger;
 }
+
+/** The collector app: a Hono app, served with `app.fetch(request, env?, executionContext?)`. */
+export type CollectorApp = HonoApp<CollectorEnv>;
 
 /** The Hono environment of the collector app. */
 export type CollectorEnv = { Variables: TrackingVariables & { client: string } };
@@ -55,8 +63,9 @@ export type CollectorEnv = { Variables: TrackingVariables & { client: string } }
  * - `POST /v1/events` — one event `{ name, data?, context? }` or `{ events: [...] }`;
  *   answers `202 { accepted, ids }`, or `400` naming each bad event by index and
  *   field (then nothing is accepted), `413` for a body over the limit, `401`
- *   without the right bearer token, `503` with `Retry-After` while the
- *   tracker's queues are nearly full or it is shutting down.
+ *   with `WWW-Authenticate: Bearer` without the right bearer token, `503` with
+ *   `Retry-After` while the tracker's queues are nearly full or it is shutting
+ *   down — before the body is read.
  * - `GET /v1/health` — no credentials needed.
  * - `GET /v1/metrics` — Prometheus text of `tracker.metrics()`, plus
  *   `event_tracking_client_disconnects_total`: requests whose client went
@@ -83,10 +92,10 @@ export type CollectorEnv = { Variables: TrackingVariables & { client: string } }
  * assert.equal(sink.events[0].name, "edx.ui.click");
  * ```
  *
- * @throws {TypeError} If a token is empty.
+ * @throws {TypeError} If a token is empty or not an RFC 6750 bearer token.
  * @throws {RangeError} If a limit is not a positive integer.
  */
-export function createCollectorApp(options: CollectorOptions): Hono<CollectorEnv> {
+export function createCollectorApp(options: CollectorOptions): CollectorApp {
   const { tracker, busSubscribe, waitUntil, clientIp } = options;
   const intake = options.intake ?? ((events: readonly TrackingEvent[]) => {
     for (const event of events) tracker.send(event);
@@ -94,12 +103,12 @@ export function createCollectorApp(options: CollectorOptions): Hono<CollectorEnv
   const shedAt = options.shedAt ?? 0.9;
   const logger = options.logger ?? consoleLogger;
   const limits = resolveLimits(options.limits);
-  const auth = new BearerAuth(options.token);
+  const authenticate = clientBearerAuth(options.token);
   const app = new Hono<CollectorEnv>();
   let clientsGone = 0;
 
   app.onError((error, c) => {
-    if (typeof (error as HttpError).getResponse === "function") return (error as HttpError).getResponse();
+    if (isHttpException(error)) return httpExceptionResponse(error);
     // The client went away mid-request: nobody reads the answer, and nothing went wrong here.
     if (error instanceof ClientGone || c.req.raw.signal.aborted) {
       clientsGone++;
@@ -114,23 +123,32 @@ export function createCollectorApp(options: CollectorOptions): Hono<CollectorEnv
 
   app.get("/v1/health", (c) => c.json({ status: "ok" }));
 
-  const authenticate: MiddlewareHandler<CollectorEnv> = async function authenticate(c, next) {
-    c.set("client", auth.authenticate(c.req.header("authorization") ?? null));
-    await next();
-  };
   for (const path of ["/v1/events", "/v1/metrics", "/v1/bus/*"]) app.use(path, authenticate);
+
+  // Refuses new events while the tracker is closed or close to losing events.
+  const refuseIfBusy = () => {
+    if (tracker.closed) {
+      throw httpError(503, "unavailable", "The collector is shutting down; retry later", { retryAfter: 1 });
+    }
+    if (tracker.saturation() >= shedAt) {
+      throw httpError(503, "overloaded", "The collector's queues are nearly full; retry later", { retryAfter: 1 });
+    }
+  };
+  // Before the body is read: a collector that sheds load spends nothing on it.
+  const shedLoad: MiddlewareHandler<CollectorEnv> = function shedLoad(_c, next) {
+    refuseIfBusy();
+    return next();
+  };
 
   app.post(
     "/v1/events",
+    shedLoad,
+    validEvents<CollectorEnv>(limits),
     trackingContext({ tracker, clientIp, extra: (c) => ({ client: c.get("client") }) }),
     async function acceptEvents(c) {
-      const events = parseEvents(await readBody(c.req.raw, limits.maxBodyBytes), limits);
-      if (tracker.closed) {
-        throw new HttpError(503, "unavailable", "The collector is shutting down; retry later", undefined, 1);
-      }
-      if (tracker.saturation() >= shedAt) {
-        throw new HttpError(503, "overloaded", "The collector's queues are nearly full; retry later", undefined, 1);
-      }
+      const events = c.req.valid("json");
+      // Again once the body is in: reading it took time, and the queues may have filled meanwhile.
+      refuseIfBusy();
       const scope = c.get("trackingContext");
       const accepted = events.map((event) =>
         requestEmitter(tracker, scope, event.context).createEvent(event.name, event.data)
@@ -138,9 +156,12 @@ export function createCollectorApp(options: CollectorOptions): Hono<CollectorEnv
       try {
         await intake(accepted);
       } catch (error) {
-        if (error instanceof HttpError) throw error;
+        if (isHttpException(error)) throw error;
         logger.error(`Collector: could not take in ${accepted.length} event(s); answered 503`, error);
-        throw new HttpError(503, "unavailable", "The collector could not store the events; retry later", undefined, 1);
+        throw httpError(503, "unavailable", "The collector could not store the events; retry later", {
+          retryAfter: 1,
+          cause: error,
+        });
       }
       const ids = accepted.map((event) => event.id);
       if (waitUntil !== undefined) {
@@ -167,7 +188,7 @@ export function createCollectorApp(options: CollectorOptions): Hono<CollectorEnv
   );
 
   app.get("/v1/bus/subscribe", (c) => {
-    if (busSubscribe === undefined) throw new HttpError(404, "bus_unavailable", "This collector has no event bus");
+    if (busSubscribe === undefined) throw httpError(404, "bus_unavailable", "This collector has no event bus");
     return busSubscribe(c);
   });
 

@@ -1,65 +1,99 @@
 /**
- * Bearer-token authentication compared in constant time.
+ * Bearer-token authentication by `hono/bearer-auth`, with a `verifyToken`
+ * that maps each token to its client and compares in constant time.
  *
  * @module
  */
 
-import { createHash, timingSafeEqual } from "node:crypto";
-import { HttpError } from "./errors.ts";
-
-// Synchronous SHA-256 (node:crypto, in Deno, Node and workerd's nodejs_compat):
-// crypto.subtle.digest is asynchronous and costs ~100 µs per request here.
-function digest(text: string): Uint8Array {
-  return createHash("sha256").update(text).digest();
-}
+import { bearerAuth } from "hono/bearer-auth";
+import type { HonoMiddleware } from "./_hono.ts";
 
 /** Client name → token. A single token belongs to the client `"default"`. */
 export type Tokens = string | Readonly<Record<string, string>>;
 
+/** What `hono/bearer-auth` accepts as a token (RFC 6750 `b64token`). */
+const TOKEN_SYNTAX = /^[A-Za-z0-9._~+/-]+=*$/;
+const encoder = new TextEncoder();
+
+// Web Crypto: the same on Deno, Node, Bun, Workers and browsers.
+async function digest(text: string): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
+}
+
+// Both are SHA-256 digests: 32 bytes, compared whole whatever they hold.
+function sameDigest(a: Uint8Array, b: Uint8Array): boolean {
+  let difference = 0;
+  for (let i = 0; i < a.length; i++) difference |= a[i] ^ b[i];
+  return difference === 0;
+}
+
 /**
- * Checks `Authorization: Bearer <token>` headers against the configured
- * tokens. Tokens are compared as SHA-256 digests, in constant time, against
- * every client, so timing reveals neither a token nor a client.
+ * `hono/bearer-auth` over the configured tokens: sets the Hono variable
+ * `client` to the authenticated client's name. Tokens are compared as SHA-256
+ * digests, in constant time, against every client, so timing reveals neither
+ * a token nor a client. Every refusal is a 401 with `WWW-Authenticate: Bearer …`
+ * (as Hono words it) and the JSON body `{ error: "unauthorized", message }`;
+ * without any token configured, every request is refused.
+ *
+ * @example Protect routes of your own, one token per client
+ * ```ts
+ * import { Hono } from "hono";
+ * import { clientBearerAuth } from "@edx/event-tracking/http";
+ * import assert from "node:assert/strict";
+ *
+ * const app = new Hono<{ Variables: { client: string } }>();
+ * app.use("/api/*", clientBearerAuth({ lms: "t-lms", studio: "t-studio" }));
+ * app.get("/api/whoami", (c) => c.text(c.get("client")));
+ * const known = await app.request("/api/whoami", { headers: { authorization: "Bearer t-studio" } });
+ * assert.equal(await known.text(), "studio");
+ * const refused = await app.request("/api/whoami", { headers: { authorization: "Bearer nope" } });
+ * assert.equal(refused.status, 401);
+ * assert.equal(refused.headers.get("www-authenticate"), 'Bearer error="invalid_token"');
+ * assert.equal((await refused.json()).error, "unauthorized");
+ * ```
+ *
+ * @throws {TypeError} If a token is empty, not a string, or not an RFC 6750 bearer token.
  */
-export class BearerAuth {
-  readonly #clients: { client: string; digest: Uint8Array }[];
-
-  /**
-   * Prepares the tokens' digests.
-   *
-   * @throws {TypeError} If a token is empty or not a string.
-   */
-  constructor(tokens: Tokens | undefined) {
-    const entries = tokens === undefined
-      ? []
-      : typeof tokens === "string"
-      ? [["default", tokens]]
-      : Object.entries(tokens);
-    for (const [client, token] of entries) {
-      if (typeof token !== "string" || token === "") {
-        throw new TypeError(`Cannot create the collector: the token of client "${client}" must be a non-empty string`);
-      }
+export function clientBearerAuth(tokens: Tokens | undefined): HonoMiddleware<{ Variables: { client: string } }> {
+  const entries = tokens === undefined
+    ? []
+    : typeof tokens === "string"
+    ? [["default", tokens]]
+    : Object.entries(tokens);
+  for (const [client, token] of entries) {
+    if (typeof token !== "string" || token === "") {
+      throw new TypeError(`Cannot create the collector: the token of client "${client}" must be a non-empty string`);
     }
-    this.#clients = entries.map(([client, token]) => ({ client, digest: digest(token) }));
+    if (!TOKEN_SYNTAX.test(token)) {
+      throw new TypeError(
+        `Cannot create the collector: the token of client "${client}" must be a bearer token ` +
+          "(letters, digits and -._~+/, then optional = padding)",
+      );
+    }
   }
-
-  /**
-   * Returns the authenticated client's name.
-   *
-   * @throws {HttpError} 401 if the header is missing or no token matches.
-   */
-  authenticate(header: string | null): string {
-    if (this.#clients.length === 0) {
-      throw new HttpError(401, "unauthorized", "No token is configured on this server: set EVENT_TRACKING_TOKEN");
-    }
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
-    if (match === null) {
-      throw new HttpError(401, "unauthorized", "Missing bearer token: send 'Authorization: Bearer <token>'");
-    }
-    const given = digest(match[1]);
-    let found: string | undefined;
-    for (const { client, digest } of this.#clients) if (timingSafeEqual(given, digest)) found ??= client;
-    if (found === undefined) throw new HttpError(401, "unauthorized", "Wrong bearer token");
-    return found;
-  }
+  // Digested on first use: Web Crypto is asynchronous, and a Worker may not start work outside a request.
+  let clients: Promise<{ client: string; digest: Uint8Array }[]> | undefined;
+  const unauthorized = (message: string) => () =>
+    Response.json({
+      error: "unauthorized",
+      message: entries.length === 0 ? "No token is configured on this server: set EVENT_TRACKING_TOKEN" : message,
+    }, { status: 401 });
+  const missing = unauthorized("Missing bearer token: send 'Authorization: Bearer <token>'");
+  return bearerAuth<{ Variables: { client: string } }>({
+    realm: "event-tracking",
+    async verifyToken(token, c) {
+      if (entries.length === 0) return false;
+      clients ??= Promise.all(entries.map(async ([client, token]) => ({ client, digest: await digest(token) })));
+      const given = await digest(token);
+      let found: string | undefined;
+      for (const { client, digest } of await clients) if (sameDigest(given, digest)) found ??= client;
+      if (found === undefined) return false;
+      c.set("client", found);
+      return true;
+    },
+    noAuthenticationHeader: { message: missing },
+    // Hono answers a malformed header 400; the collector keeps 401 for every refusal.
+    invalidAuthenticationHeader: { message: missing },
+    invalidToken: { message: unauthorized("Wrong bearer token") },
+  });
 }

@@ -1,6 +1,11 @@
 /**
- * The edge collector's HTTP layer: the Hono app, the request-scope middleware
- * for applications that embed the tracker, and the Deno server.
+ * The collector's HTTP layer, for any runtime with the Fetch API (Deno,
+ * Node.js 20 or later, Bun, Cloudflare Workers): the collector app
+ * ({@linkcode createCollectorApp}, a Hono app whose `fetch` any server can
+ * call), the request-scope middleware for applications that embed the
+ * tracker ({@linkcode trackingContext}), and request validation. Nothing here
+ * listens on a port or reads files: the Deno server is
+ * `@edx/event-tracking/deno`, the Worker `@edx/event-tracking/cloudflare`.
  *
  * @example Embed the tracker's request scope in a Hono app
  * ```ts
@@ -20,9 +25,9 @@
  * @module
  */
 
-export { type CollectorEnv, type CollectorOptions, createCollectorApp } from "./app.ts";
-export { BearerAuth, type Tokens } from "./auth.ts";
-export { type FieldError, HttpError } from "./errors.ts";
+export { type CollectorApp, type CollectorEnv, type CollectorOptions, createCollectorApp } from "./app.ts";
+export { clientBearerAuth, type Tokens } from "./auth.ts";
+export { type FieldError, httpError, type HttpErrorOptions, isHttpException } from "./errors.ts";
 export {
   requestContext,
   requestEmitter,
@@ -38,10 +43,3 @@ export {
   type ResolvedLimits,
   resolveLimits,
 } from "./validate.ts";
-export {
-  type CollectorServerOptions,
-  defaultCollectorConfig,
-  replayDeadLetters,
-  type RunningCollector,
-  startCollector,
-} from "./serve.ts";

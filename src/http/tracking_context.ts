@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Context, MiddlewareHandler } from "hono";
+import type { HonoContext as Context, HonoMiddleware } from "./_hono.ts";
 import type { EventEmitter, Tracker } from "../tracker.ts";
 
 /** The Hono variables this middleware sets. */
@@ -31,6 +31,18 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /**
  * What the request scope carries: request id (from a well-formed
  * `X-Request-Id`, or a new UUID), ip, user agent, host, path and referer.
+ * Keys without a value are left out.
+ *
+ * @example In a route of your own
+ * ```ts
+ * import { Hono } from "hono";
+ * import { requestContext } from "@edx/event-tracking/http";
+ * import assert from "node:assert/strict";
+ *
+ * const app = new Hono().get("/courses", (c) => c.json(requestContext(c, () => "203.0.113.7")));
+ * const response = await app.request("https://lms.test/courses", { headers: { "x-request-id": "req-1" } });
+ * assert.deepEqual(await response.json(), { request_id: "req-1", ip: "203.0.113.7", host: "lms.test", path: "/courses" });
+ * ```
  */
 export function requestContext(c: Context, clientIp?: (c: Context) => string | undefined): Record<string, unknown> {
   const headers = c.req.raw.headers;
@@ -73,7 +85,7 @@ export function requestContext(c: Context, clientIp?: (c: Context) => string | u
  * assert.equal(sink.events[0].context.path, "/courses");
  * ```
  */
-export function trackingContext(options: TrackingContextOptions): MiddlewareHandler<{ Variables: TrackingVariables }> {
+export function trackingContext(options: TrackingContextOptions): HonoMiddleware<{ Variables: TrackingVariables }> {
   const { tracker, clientIp, extra } = options;
   const name = options.name ?? "edx.request";
   return function trackingContext(c, next) {
@@ -83,7 +95,24 @@ export function trackingContext(options: TrackingContextOptions): MiddlewareHand
   };
 }
 
-/** The view events of this request are emitted through: client context first, the request scope over it. */
+/**
+ * The view events of this request are emitted through: the client's own
+ * `context` first, the request scope over it (a key in both takes the
+ * request's value). Without a client context it is the tracker itself.
+ *
+ * @example
+ * ```ts
+ * import { InMemoryBackend, Tracker } from "@edx/event-tracking";
+ * import { requestEmitter } from "@edx/event-tracking/http";
+ * import assert from "node:assert/strict";
+ *
+ * const sink = new InMemoryBackend();
+ * const tracker = new Tracker({ backends: { sink } });
+ * const emitter = requestEmitter(tracker, { request_id: "req-1", path: "/v1/events" }, { course_id: "c1", path: "x" });
+ * emitter.emit("edx.ui.click");
+ * assert.deepEqual(sink.events[0].context, { course_id: "c1", path: "/v1/events", request_id: "req-1" });
+ * ```
+ */
 export function requestEmitter(
   tracker: Tracker,
   requestScope: Record<string, unknown>,

@@ -1,12 +1,17 @@
 /**
  * Reads and validates `POST /v1/events` bodies: all or nothing, naming every
- * bad event by index and field.
+ * bad event by index and field. The body's shape is a valibot schema
+ * ({@linkcode eventsSchema}), checked by `@hono/valibot-validator`.
  *
  * @module
  */
 
+import type { Env, MiddlewareHandler } from "hono";
+import type { HTTPException } from "hono/http-exception";
+import { vValidator } from "@hono/valibot-validator";
+import * as v from "valibot";
 import { positiveInteger } from "../_checks.ts";
-import { type FieldError, HttpError } from "./errors.ts";
+import { type FieldError, httpError, isHttpException } from "./errors.ts";
 
 /** Limits on what one request may carry. */
 export interface CollectorLimits {
@@ -62,11 +67,11 @@ export class ClientGone extends Error {
  * Reads a request body as text, refusing more than `maxBytes` whatever the
  * Content-Length header says, and refusing bytes that are not UTF-8.
  *
- * @throws {HttpError} 413 if the body is too large, 400 if it is not UTF-8.
+ * @throws {HTTPException} 413 `payload_too_large` if the body is too large, 400 `invalid_encoding` if it is not UTF-8.
  * @throws {ClientGone} If the connection failed while reading.
  */
 export async function readBody(request: Request, maxBytes: number): Promise<string> {
-  const tooLarge = () => new HttpError(413, "payload_too_large", `The request body is over ${maxBytes} bytes`);
+  const tooLarge = () => httpError(413, "payload_too_large", `The request body is over ${maxBytes} bytes`);
   const declared = Number(request.headers.get("content-length") ?? "NaN");
   if (declared > maxBytes) throw tooLarge();
   if (request.body === null) return "";
@@ -90,61 +95,199 @@ export async function readBody(request: Request, maxBytes: number): Promise<stri
     }
     chunks.push(value);
   }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
+  let bytes = chunks[0] ?? new Uint8Array();
+  if (chunks.length > 1) {
+    bytes = new Uint8Array(size);
+    let offset = 0;
+    for (const chunk of chunks) {
+      bytes.set(chunk, offset);
+      offset += chunk.byteLength;
+    }
   }
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    throw new HttpError(400, "invalid_encoding", "The request body is not valid UTF-8");
+    throw httpError(400, "invalid_encoding", "The request body is not valid UTF-8");
   }
 }
 
-const EVENT_FIELDS = new Set(["name", "data", "context"]);
 const MAX_DEPTH = 32;
 const encoder = new TextEncoder();
-
-function depth(value: unknown, limit: number): number {
-  if (typeof value !== "object" || value === null) return 0;
-  if (limit === 0) return 1;
-  let deepest = 0;
-  for (const item of Array.isArray(value) ? value : Object.values(value)) {
-    const d = depth(item, limit - 1);
-    if (d > deepest) deepest = d;
-  }
-  return deepest + 1;
-}
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function checkEvent(value: unknown, index: number, limits: ResolvedLimits, errors: FieldError[]): void {
-  const fail = (field: string, message: string) => errors.push({ index, field, message });
-  if (!isPlainObject(value)) {
-    fail("", `must be an object with a "name", got ${Array.isArray(value) ? "an array" : JSON.stringify(value)}`);
-    return;
+function describe(value: unknown): string {
+  return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
+}
+
+/**
+ * Walks a parsed JSON value once: returns an upper bound of the UTF-8 size of
+ * its JSON (each UTF-16 unit of a string counted as 6 bytes, the most an
+ * escape takes; each number as 24, the longest a double prints), or -1 if it
+ * nests deeper than `levels` objects or arrays.
+ */
+function sizeBound(value: unknown, levels: number): number {
+  if (typeof value === "string") return 2 + 6 * value.length;
+  if (typeof value !== "object" || value === null) return 24;
+  if (levels === 0) return -1;
+  let size = 2;
+  if (Array.isArray(value)) {
+    for (const item of value) {
+      const itemSize = sizeBound(item, levels - 1);
+      if (itemSize < 0) return -1;
+      size += itemSize + 1;
+    }
+  } else {
+    for (const key in value) {
+      const itemSize = sizeBound((value as Record<string, unknown>)[key], levels - 1);
+      if (itemSize < 0) return -1;
+      size += 4 + 6 * key.length + itemSize;
+    }
   }
-  for (const key of Object.keys(value)) {
-    if (!EVENT_FIELDS.has(key)) fail(key, `unknown field (expected name, data, context)`);
+  return size;
+}
+
+// The exact UTF-8 size of JSON text, without encoding it when its length settles the question.
+let scratch = new Uint8Array(0);
+function overLimit(json: string, limit: number): boolean {
+  if (json.length > limit) return true;
+  if (3 * json.length <= limit) return false;
+  if (scratch.length < limit) scratch = new Uint8Array(limit);
+  return encoder.encodeInto(json, scratch.subarray(0, limit)).read < json.length;
+}
+
+/** One event `{ name, data?, context? }`, its nesting and its size checked in one walk. */
+function eventSchema(limits: ResolvedLimits) {
+  const { maxNameLength, maxEventBytes } = limits;
+  return v.pipe(
+    v.custom<Record<string, unknown>>(
+      isPlainObject,
+      (issue) => `must be an object with a "name", got ${describe(issue.input)}`,
+    ),
+    v.strictObject(
+      {
+        name: v.pipe(
+          v.string((issue) => `must be a string, got ${describe(issue.input)}`),
+          v.minLength(1, "must not be empty"),
+          v.maxLength(
+            maxNameLength,
+            (issue) => `must be at most ${maxNameLength} characters, got ${(issue.input as string).length}`,
+          ),
+        ),
+        data: v.optional(v.unknown()),
+        context: v.optional(
+          v.custom<Record<string, unknown>>(
+            isPlainObject,
+            (issue) => `must be an object, got ${describe(issue.input)}`,
+          ),
+        ),
+      },
+      // A strict object's own issues: an unknown key, or the missing name.
+      (issue) =>
+        issue.expected === "never" ? "unknown field (expected name, data, context)" : "must be a string, got undefined",
+    ),
+    // Runs whether or not the fields passed, so that every problem of the event is named at once.
+    v.rawCheck(({ dataset, addIssue }) => {
+      const event = dataset.value as Record<string, unknown>;
+      const name = typeof event.name === "string" ? event.name : "";
+      let bound = 11 + 6 * name.length;
+      let tooDeep = false;
+      for (const field of ["data", "context"] as const) {
+        if (!(field in event)) continue;
+        const fieldSize = sizeBound(event[field], MAX_DEPTH);
+        if (fieldSize < 0) {
+          addIssue({
+            message: `must not nest deeper than ${MAX_DEPTH} levels`,
+            path: [{ type: "object", origin: "value", input: event, key: field, value: event[field] }],
+          });
+          tooDeep = true;
+        }
+        bound += 4 + field.length + fieldSize;
+      }
+      // Without a string name the event is refused already, and its size is no matter.
+      if (tooDeep || typeof event.name !== "string") return;
+      // Only an event that might be over the limit is serialised to know.
+      if (bound <= maxEventBytes) return;
+      const json = JSON.stringify(event);
+      if (!overLimit(json, maxEventBytes)) return;
+      addIssue({ message: `is ${encoder.encode(json).byteLength} bytes, over the limit of ${maxEventBytes}` });
+    }),
+  );
+}
+
+/**
+ * The valibot schema of a `POST /v1/events` body: one event
+ * `{ name, data?, context? }` or a batch `{ events: [...] }` of at most
+ * `maxBatchSize`; its output is the list of events. Each event's `data` and
+ * `context` nest at most 32 levels, and its JSON is at most `maxEventBytes`.
+ * Issues on the body itself have a path of at most one key; those of an
+ * event start with `events`, its index, and the field.
+ */
+export function eventsSchema(
+  limits: ResolvedLimits,
+): v.GenericSchema<unknown, IncomingEvent[]> {
+  const { maxBatchSize } = limits;
+  return v.pipe(
+    v.custom<Record<string, unknown>>(isPlainObject, 'The body must be an event object or { "events": [...] }'),
+    // One event is a batch of one, so that every event's issues have the same path.
+    v.transform((body) => ("events" in body ? body : { events: [body] })),
+    v.strictObject(
+      {
+        events: v.pipe(
+          v.array(v.unknown(), '"events" must be an array'),
+          v.nonEmpty('"events" must not be empty'),
+          v.maxLength(
+            maxBatchSize,
+            (issue) => `A batch holds at most ${maxBatchSize} events, got ${(issue.input as unknown[]).length}`,
+          ),
+          // Each event is checked only once the batch's size is.
+          v.array(eventSchema(limits)),
+        ),
+      },
+      (issue) => `Unknown field beside "events": "${String(issue.input)}"`,
+    ),
+    v.transform((body) => body.events as IncomingEvent[]),
+  );
+}
+
+/**
+ * The 400 for a body that failed {@linkcode eventsSchema}: `invalid_body` or
+ * `too_many_events` for the body itself, else `invalid_events` naming each
+ * problem by event index and field.
+ */
+export function refusal(issues: readonly v.BaseIssue<unknown>[]): HTTPException {
+  const errors: FieldError[] = [];
+  for (const issue of issues) {
+    const path = issue.path ?? [];
+    if (path.length < 2) {
+      return httpError(400, issue.type === "max_length" ? "too_many_events" : "invalid_body", issue.message);
+    }
+    const [, event, field] = path;
+    errors.push({
+      index: event?.key as number,
+      field: (field?.key as string | undefined) ?? "",
+      message: issue.message,
+    });
   }
-  const { name, data, context } = value;
-  if (typeof name !== "string") fail("name", `must be a string, got ${name === null ? "null" : typeof name}`);
-  else if (name.length === 0) fail("name", "must not be empty");
-  else if (name.length > limits.maxNameLength) {
-    fail("name", `must be at most ${limits.maxNameLength} characters, got ${name.length}`);
+  return httpError(400, "invalid_events", `${errors.length} problem(s); no event was accepted`, { errors });
+}
+
+function invalidJson(text: string): HTTPException {
+  try {
+    JSON.parse(text);
+  } catch (error) {
+    return httpError(400, "invalid_json", `The request body is not JSON: ${(error as Error).message}`);
   }
-  if (context !== undefined && !isPlainObject(context)) {
-    fail("context", `must be an object, got ${Array.isArray(context) ? "an array" : typeof context}`);
-  }
-  for (const [field, item] of [["data", data], ["context", context]] as const) {
-    if (depth(item, MAX_DEPTH) > MAX_DEPTH) fail(field, `must not nest deeper than ${MAX_DEPTH} levels`);
-  }
-  const size = encoder.encode(JSON.stringify(value)).byteLength;
-  if (size > limits.maxEventBytes) fail("", `is ${size} bytes, over the limit of ${limits.maxEventBytes}`);
+  return httpError(400, "invalid_json", "The request body is not JSON");
+}
+
+const schemas = new WeakMap<ResolvedLimits, v.GenericSchema<unknown, IncomingEvent[]>>();
+function schemaFor(limits: ResolvedLimits): v.GenericSchema<unknown, IncomingEvent[]> {
+  let schema = schemas.get(limits);
+  if (schema === undefined) schemas.set(limits, schema = eventsSchema(limits));
+  return schema;
 }
 
 /**
@@ -159,46 +302,69 @@ function checkEvent(value: unknown, index: number, limits: ResolvedLimits, error
  *
  * const events = parseEvents('{"events":[{"name":"a"},{"name":"b","data":{"x":1}}]}', resolveLimits());
  * assert.deepEqual(events.map((e) => e.name), ["a", "b"]);
- * assert.throws(
- *   () => parseEvents('{"events":[{"name":""}]}', resolveLimits()),
- *   (error: { code: string; errors: { index: number; field: string }[] }) =>
- *     error.code === "invalid_events" && error.errors[0].field === "name",
- * );
+ * assert.throws(() => parseEvents('{"events":[{"name":""}]}', resolveLimits()), (error: Error) => {
+ *   assert.equal(error.message, "1 problem(s); no event was accepted");
+ *   return true;
+ * });
  * ```
  *
- * @throws {HttpError} 400 `invalid_json`, `invalid_body`, `too_many_events` or `invalid_events`.
+ * @throws {HTTPException} 400 `invalid_json`, `invalid_body`, `too_many_events` or `invalid_events`.
  */
 export function parseEvents(text: string, limits: ResolvedLimits): IncomingEvent[] {
   let body: unknown;
   try {
     body = JSON.parse(text);
-  } catch (error) {
-    throw new HttpError(400, "invalid_json", `The request body is not JSON: ${(error as Error).message}`);
+  } catch {
+    throw invalidJson(text);
   }
-  if (!isPlainObject(body)) {
-    throw new HttpError(400, "invalid_body", 'The body must be an event object or { "events": [...] }');
-  }
-  let events: unknown[];
-  if ("events" in body) {
-    if (!Array.isArray(body.events)) throw new HttpError(400, "invalid_body", '"events" must be an array');
-    const extra = Object.keys(body).filter((key) => key !== "events");
-    if (extra.length > 0) throw new HttpError(400, "invalid_body", `Unknown field beside "events": "${extra[0]}"`);
-    if (body.events.length === 0) throw new HttpError(400, "invalid_body", '"events" must not be empty');
-    if (body.events.length > limits.maxBatchSize) {
-      throw new HttpError(
-        400,
-        "too_many_events",
-        `A batch holds at most ${limits.maxBatchSize} events, got ${body.events.length}`,
-      );
+  const result = v.safeParse(schemaFor(limits), body);
+  if (!result.success) throw refusal(result.issues);
+  return result.output;
+}
+
+/** The Hono input of {@linkcode validEvents}: `c.req.valid("json")` is the list of events. */
+export type EventsInput = { in: { json: unknown }; out: { json: IncomingEvent[] } };
+
+/**
+ * The middlewares of `POST /v1/events` that read and check the body: the
+ * body is read within `maxBodyBytes` (413), as UTF-8 (400), and taken as
+ * JSON whatever its Content-Type (`navigator.sendBeacon` sends `text/plain`,
+ * `curl -d` a form type); then `@hono/valibot-validator` checks it against
+ * {@linkcode eventsSchema} and answers each problem as a 400 in the
+ * collector's shape. A client that goes away while its body is read throws
+ * {@linkcode ClientGone}.
+ */
+export function validEvents<E extends Env = Env>(limits: ResolvedLimits): MiddlewareHandler<E, string, EventsInput> {
+  const validate: MiddlewareHandler<E, string, EventsInput> = vValidator("json", schemaFor(limits), (result) => {
+    if (!result.success) throw refusal(result.issues);
+  }) as MiddlewareHandler;
+  return async function validEvents(c, next) {
+    const text = await readBody(c.req.raw, limits.maxBodyBytes);
+    // Hono's validator reads the body from this cache, and only for a JSON Content-Type.
+    (c.req.bodyCache as { text?: Promise<string> }).text = Promise.resolve(text);
+    const mediaType = (c.req.header("content-type") ?? "").split(";")[0].trim();
+    if (!/^application\/([\w.-]+\+)?json$/i.test(mediaType)) {
+      // The body is taken as JSON: the request says so from here on.
+      const { raw } = c.req;
+      try {
+        raw.headers.set("content-type", "application/json");
+      } catch {
+        // Immutable headers (a Worker's incoming request): a copy without the body, which is read already.
+        const headers = new Headers(raw.headers);
+        headers.set("content-type", "application/json");
+        c.req.raw = new Request(raw.url, { method: raw.method, headers, signal: raw.signal });
+      }
     }
-    events = body.events;
-  } else {
-    events = [body];
-  }
-  const errors: FieldError[] = [];
-  events.forEach((event, index) => checkEvent(event, index, limits, errors));
-  if (errors.length > 0) {
-    throw new HttpError(400, "invalid_events", `${errors.length} problem(s); no event was accepted`, errors);
-  }
-  return events as IncomingEvent[];
+    let validated = false;
+    try {
+      return await validate(c, () => {
+        validated = true;
+        return next();
+      });
+    } catch (error) {
+      // Before `next`, the validator's only exception of its own is for a body that is not JSON.
+      if (!validated && isHttpException(error) && error.res === undefined) throw invalidJson(text);
+      throw error;
+    }
+  };
 }
