@@ -11,7 +11,7 @@ import { runLoad } from "./_load.ts";
 
 const dataDir = await Deno.makeTempDir();
 const child = new Deno.Command(Deno.execPath(), {
-  args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "--allow-sys", "src/http/serve.ts"],
+  args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "--allow-sys", "src/deno/serve.ts"],
   env: { PORT: "0", EVENT_TRACKING_DATA_DIR: dataDir, EVENT_TRACKING_TOKEN: "load-token", NO_COLOR: "1" },
   stdout: "null",
   stderr: "piped",

@@ -12,8 +12,8 @@
 
 import { Tracker } from "../mod.ts";
 import { createCollectorApp } from "../src/http/mod.ts";
-import { openWriteAheadIntake } from "../src/http/_wal_intake.ts";
-import type { FsyncPolicy } from "../src/write_ahead_log.ts";
+import { openWriteAheadIntake } from "../src/deno/_wal_intake.ts";
+import type { FsyncPolicy } from "../src/deno/write_ahead_log.ts";
 
 const headers = { authorization: "Bearer bench", "content-type": "application/json" };
 const single = JSON.stringify({ name: "edx.ui.click", data: { page: "/courses/x/courseware", x: 1 } });

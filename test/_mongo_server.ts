@@ -101,6 +101,9 @@ async function spawn(port: number, persistPath: string | undefined): Promise<Chi
     "--allow-write",
     "--allow-env",
     "--allow-sys",
+    // The dev tools' import map and lockfile (the congodb package is not a runtime dependency).
+    "--config",
+    new URL("../dev/deno.json", import.meta.url).pathname,
     new URL(import.meta.url).pathname,
     String(port),
   ];

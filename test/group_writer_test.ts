@@ -31,7 +31,7 @@ Deno.test("GroupWriter rejects every item of a failed batch, goes on with the ne
     return Promise.resolve();
   });
   const failed = writer.add("a");
-  writer.schedule(async () => void order.push("sync"));
+  writer.schedule(() => Promise.resolve(void order.push("sync")));
   await assert.rejects(failed, /disk full/);
   await writer.add("b");
   await writer.drained();

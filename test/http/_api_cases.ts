@@ -163,6 +163,19 @@ export function runApiCases(label: string, serve: Serve): void {
     await response.body?.cancel();
   }, { maxBodyBytes: 1000 });
 
+  test("POST /v1/events takes the body as JSON whatever its Content-Type (sendBeacon's text/plain, curl -d)", async (served) => {
+    for (const type of ["text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "application/json"]) {
+      const response = await post(served, { name: "typed", data: { type } }, { ...auth, "content-type": type });
+      assert.equal(response.status, 202, type);
+      await response.body?.cancel();
+    }
+    assert.deepEqual((await served.events()).map((e) => (e.data as { type: string }).type), [
+      "text/plain;charset=UTF-8",
+      "application/x-www-form-urlencoded",
+      "application/json",
+    ]);
+  });
+
   test("POST /v1/events answers 400 for a body that is not UTF-8", async (served) => {
     const response = await served.request("/v1/events", {
       method: "POST",
@@ -173,7 +186,7 @@ export function runApiCases(label: string, serve: Serve): void {
     assert.equal((await response.json()).error, "invalid_encoding");
   });
 
-  test("the collector answers 401 without the right bearer token, and 404 JSON for unknown routes", async (served) => {
+  test("the collector answers 401 with WWW-Authenticate: Bearer without the right bearer token, and 404 JSON for unknown routes", async (served) => {
     const attempts: Record<string, string>[] = [
       {},
       { authorization: "Bearer wrong" },
@@ -183,6 +196,7 @@ export function runApiCases(label: string, serve: Serve): void {
     for (const headers of attempts) {
       const response = await post(served, { name: "a" }, headers);
       assert.equal(response.status, 401);
+      assert.match(response.headers.get("www-authenticate") ?? "", /^Bearer /, "a 401 names the Bearer scheme");
       assert.equal((await response.json()).error, "unauthorized");
     }
     assert.equal((await served.events()).length, 0);

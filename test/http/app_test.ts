@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AsyncRoutingBackend, InMemoryBackend, Tracker } from "../../mod.ts";
+import { AsyncRoutingBackend, InMemoryBackend, Tracker, type TrackingEvent } from "../../mod.ts";
 import { createCollectorApp } from "../../src/http/mod.ts";
 import { RecordingLogger } from "../_helpers.ts";
 import { auth, runApiCases } from "./_api_cases.ts";
@@ -72,10 +72,26 @@ Deno.test("createCollectorApp() refuses an empty token and bad limits", () => {
   assert.throws(() => createCollectorApp({ tracker: new Tracker(), limits: { maxBatchSize: 0 } }), RangeError);
 });
 
-Deno.test("createCollectorApp() sheds load with 503 and Retry-After while a queue that would drop is nearly full", async () => {
+/** A request body that records whether anyone read it. */
+function watchedBody(text: string): { body: ReadableStream<Uint8Array>; read: () => boolean } {
+  let read = false;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      read = true;
+      controller.enqueue(new TextEncoder().encode(text));
+      controller.close();
+    },
+  }, { highWaterMark: 0 });
+  return { body, read: () => read };
+}
+
+Deno.test("createCollectorApp() sheds load with 503 and Retry-After while a queue that would drop is nearly full, before reading the body", async () => {
+  // The sink holds every event until the gate opens, so that the queue stays as full as the test made it.
   const sink = new InMemoryBackend();
+  const gate = Promise.withResolvers<void>();
+  const held = { send: (event: TrackingEvent) => gate.promise.then(() => sink.send(event)) };
   const queued = new AsyncRoutingBackend({
-    backends: { sink },
+    backends: { held },
     queueSize: 10,
     overflow: "drop_newest",
     deadLetter: new InMemoryBackend(),
@@ -90,10 +106,13 @@ Deno.test("createCollectorApp() sheds load with 503 and Retry-After while a queu
     });
   assert.equal((await post(9)).status, 202);
   assert.equal(tracker.saturation(), 0.9);
-  const refused = await post(1);
+  const { body, read } = watchedBody('{"name":"a"}');
+  const refused = await app.request("/v1/events", { method: "POST", headers: auth, body });
   assert.equal(refused.status, 503);
   assert.equal(refused.headers.get("retry-after"), "1");
   assert.equal((await refused.json()).error, "overloaded");
+  assert.equal(read(), false, "the body of a refused request is not read");
+  gate.resolve();
   await tracker.flush();
   assert.equal((await post(1)).status, 202);
   await tracker.close();
@@ -117,4 +136,189 @@ Deno.test("createCollectorApp() keeps answering 202 while a branch whose overflo
   assert.equal(sink.events.length, 10);
   assert.equal(deadLetter.events.length, 5, "the overflow went to the branch's own dead letters");
   assert.equal(tracker.metrics()["root/queued"].deadLettered, 5);
+});
+
+Deno.test("createCollectorApp() answers 503 to a closed tracker without reading the body", async () => {
+  const tracker = new Tracker();
+  const app = createCollectorApp({ tracker, token: "s3cret-token" });
+  await tracker.close();
+  const { body, read } = watchedBody('{"name":"a"}');
+  const response = await app.request("/v1/events", { method: "POST", headers: auth, body });
+  assert.equal(response.status, 503);
+  assert.equal(response.headers.get("retry-after"), "1");
+  assert.deepEqual(await response.json(), {
+    error: "unavailable",
+    message: "The collector is shutting down; retry later",
+  });
+  assert.equal(read(), false);
+});
+
+Deno.test("createCollectorApp() answers each 401 with WWW-Authenticate: Bearer and the JSON body", async () => {
+  const app = createCollectorApp({ tracker: new Tracker(), token: "s3cret-token" });
+  const cases: [Record<string, string>, string, string][] = [
+    [{}, 'Bearer realm="event-tracking"', "Missing bearer token: send 'Authorization: Bearer <token>'"],
+    [
+      { authorization: "Basic abc" },
+      'Bearer error="invalid_request"',
+      "Missing bearer token: send 'Authorization: Bearer <token>'",
+    ],
+    [
+      { authorization: "Bearer two words" },
+      'Bearer error="invalid_request"',
+      "Missing bearer token: send 'Authorization: Bearer <token>'",
+    ],
+    [{ authorization: "Bearer wrong" }, 'Bearer error="invalid_token"', "Wrong bearer token"],
+    [{ authorization: "Bearer s3cret-token-" }, 'Bearer error="invalid_token"', "Wrong bearer token"],
+  ];
+  for (const [headers, challenge, message] of cases) {
+    const response = await app.request("/v1/events", { method: "POST", headers, body: '{"name":"a"}' });
+    assert.equal(response.status, 401, JSON.stringify(headers));
+    assert.equal(response.headers.get("www-authenticate"), challenge);
+    assert.match(response.headers.get("content-type")!, /^application\/json/);
+    assert.deepEqual(await response.json(), { error: "unauthorized", message });
+  }
+  const lowercase = await app.request("/v1/events", {
+    method: "POST",
+    headers: { authorization: "bearer s3cret-token" },
+    body: '{"name":"a"}',
+  });
+  assert.equal(lowercase.status, 202, "the scheme is case-insensitive");
+  await lowercase.body?.cancel();
+});
+
+Deno.test("createCollectorApp() refuses a token that is not an RFC 6750 bearer token", () => {
+  for (const token of ["has space", "p@ss", "é", "a=b"]) {
+    assert.throws(() => createCollectorApp({ tracker: new Tracker(), token }), TypeError, token);
+  }
+  assert.throws(
+    () => createCollectorApp({ tracker: new Tracker(), token: { lms: "ok", studio: "not ok" } }),
+    /"studio"/,
+  );
+  createCollectorApp({ tracker: new Tracker(), token: "AZaz09-._~+/==" });
+});
+
+Deno.test("createCollectorApp() takes the body as JSON whatever its Content-Type (sendBeacon, curl -d)", async () => {
+  const sink = new InMemoryBackend();
+  const app = createCollectorApp({ tracker: new Tracker({ backends: { sink } }), token: "s3cret-token" });
+  const types = [
+    undefined,
+    "text/plain;charset=UTF-8",
+    "application/x-www-form-urlencoded",
+    "application/json",
+    "application/json; charset=utf-8",
+    "application/vnd.api+json",
+  ];
+  for (const type of types) {
+    const headers: Record<string, string> = type === undefined ? { ...auth } : { ...auth, "content-type": type };
+    const response = await app.request("/v1/events", {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ name: "typed", data: { type: type ?? null } }),
+    });
+    assert.equal(response.status, 202, String(type));
+    await response.body?.cancel();
+  }
+  assert.deepEqual(sink.events.map((e) => (e.data as { type: string }).type), types.map((t) => t ?? null));
+  // A Worker's incoming request has immutable headers.
+  const frozen = new Request("http://localhost/v1/events", {
+    method: "POST",
+    headers: { ...auth, "content-type": "text/plain" },
+    body: '{"name":"frozen"}',
+  });
+  frozen.headers.set = () => {
+    throw new TypeError("Can't modify immutable headers.");
+  };
+  const fromWorker = await app.fetch(frozen);
+  assert.equal(fromWorker.status, 202);
+  await fromWorker.body?.cancel();
+  assert.equal(sink.events.at(-1)!.name, "frozen");
+  const malformed = await app.request("/v1/events", {
+    method: "POST",
+    headers: { ...auth, "content-type": "text/plain" },
+    body: "{nope",
+  });
+  assert.equal(malformed.status, 400);
+  const body = await malformed.json();
+  assert.equal(body.error, "invalid_json");
+  assert.match(body.message, /^The request body is not JSON: ./);
+});
+
+Deno.test("createCollectorApp() nests data and context up to 32 levels and names every problem of an event", async () => {
+  const sink = new InMemoryBackend();
+  const app = createCollectorApp({ tracker: new Tracker({ backends: { sink } }), token: "s3cret-token" });
+  const nest = (levels: number) => {
+    let value: unknown = 1;
+    for (let i = 0; i < levels; i++) value = i % 2 ? [value] : { k: value };
+    return value;
+  };
+  const post = (body: unknown) =>
+    app.request("/v1/events", { method: "POST", headers: auth, body: JSON.stringify(body) });
+  const fine = await post({ events: [{ name: "a", data: nest(32), context: nest(31) as Record<string, unknown> }] });
+  assert.equal(fine.status, 202);
+  await fine.body?.cancel();
+  const refused = await post({ events: [{ name: "a" }, { name: 7, data: nest(33), context: { k: nest(32) } }] });
+  assert.equal(refused.status, 400);
+  const body = await refused.json();
+  assert.equal(body.error, "invalid_events");
+  assert.deepEqual(body.errors, [
+    { index: 1, field: "name", message: "must be a string, got number" },
+    { index: 1, field: "data", message: "must not nest deeper than 32 levels" },
+    { index: 1, field: "context", message: "must not nest deeper than 32 levels" },
+  ]);
+  assert.equal(sink.events.length, 1);
+});
+
+Deno.test("createCollectorApp() measures an event as its JSON: at the limit it passes, a byte over it is refused", async () => {
+  const limit = 200;
+  const app = createCollectorApp({
+    tracker: new Tracker(),
+    token: "s3cret-token",
+    limits: { maxEventBytes: limit },
+  });
+  const post = (event: unknown) =>
+    app.request("/v1/events", { method: "POST", headers: auth, body: JSON.stringify({ events: [event] }) });
+  const sized = (bytes: number, char: string) => {
+    const overhead = JSON.stringify({ name: "a", data: "" }).length;
+    const width = new TextEncoder().encode(char).byteLength;
+    return { name: "a", data: char.repeat((bytes - overhead) / width) };
+  };
+  for (const char of ["x", "é", "😀"]) {
+    const bytes = limit - ((limit - 22) % new TextEncoder().encode(char).byteLength);
+    const at = await post(sized(bytes, char));
+    assert.equal(at.status, 202, char);
+    await at.body?.cancel();
+  }
+  const over = await post(sized(limit + 1, "x"));
+  assert.equal(over.status, 400);
+  assert.deepEqual((await over.json()).errors, [
+    { index: 0, field: "", message: `is ${limit + 1} bytes, over the limit of ${limit}` },
+  ]);
+  // Measured as the JSON the event becomes: `1e20` takes 21 bytes there, not 4.
+  const expanding = await post({ name: "a", data: Array.from({ length: 12 }, () => 1e20) });
+  assert.equal(expanding.status, 400);
+  assert.match((await expanding.json()).errors[0].message, /^is \d+ bytes, over the limit of 200$/);
+  const control = await post({ name: "a", data: "\u0001".repeat(30) });
+  assert.equal(control.status, 400, "a control character takes 6 bytes as JSON");
+  await control.body?.cancel();
+});
+
+Deno.test("createCollectorApp() answers an HTTPException of its own handlers as itself, or as JSON when it has no response", async () => {
+  const { HTTPException } = await import("hono/http-exception");
+  for (
+    const [thrown, status, body] of [
+      [new HTTPException(404, { message: "no such topic" }), 404, { error: "not_found", message: "no such topic" }],
+      [new HTTPException(418), 418, { error: "http_418", message: "http_418" }],
+    ] as const
+  ) {
+    const app = createCollectorApp({
+      tracker: new Tracker(),
+      token: "s3cret-token",
+      busSubscribe: () => {
+        throw thrown;
+      },
+    });
+    const response = await app.request("/v1/bus/subscribe", { headers: auth });
+    assert.equal(response.status, status);
+    assert.deepEqual(await response.json(), body);
+  }
 });

@@ -10,13 +10,62 @@
  */
 
 import type { Readable } from "node:stream";
-import { Miniflare } from "miniflare";
-import { unstable_getMiniflareWorkerOptions } from "wrangler";
+
+/** A WebSocket as Miniflare hands back the Worker's end of an upgrade: it must be accepted. */
+export interface MiniflareWebSocket {
+  /** Starts receiving. */
+  accept(): void;
+  /** Sends a text frame. */
+  send(text: string): void;
+  /** Closes the socket. */
+  close(code?: number, reason?: string): void;
+  /** Listens for frames. */
+  addEventListener(type: "message", listener: (event: { data: unknown }) => void): void;
+}
+
+/** A response from Miniflare: a fetch Response, plus the socket of a WebSocket upgrade. */
+export type MiniflareResponse = Response & { readonly webSocket: MiniflareWebSocket | null };
+
+/** The part of Miniflare the tests use. */
+export interface Miniflare {
+  /** Resolves once every Worker is running. */
+  readonly ready: Promise<unknown>;
+  /** Sends a request to the Worker the URL's host routes to. */
+  dispatchFetch(input: string, init?: RequestInit): Promise<MiniflareResponse>;
+  /** A KV namespace binding of a Worker. */
+  getKVNamespace(name: string, worker?: string): Promise<unknown>;
+  /** Stops workerd. */
+  dispose(): Promise<void>;
+}
+
+// Miniflare's and wrangler's type declarations load @cloudflare/workers-types, whose globals replace the
+// runtime's in the whole `deno test` program (Response.json() becomes `unknown` in every test): both are
+// loaded untyped, through the narrow interface above. The specifiers are not literals so that the
+// type checker does not follow them.
+const MINIFLARE = "miniflare";
+const WRANGLER_API = "wrangler";
+
+interface Tools {
+  Miniflare: new (options: Record<string, unknown>) => Miniflare;
+  unstable_getMiniflareWorkerOptions(path: string): {
+    workerOptions: Record<string, unknown> & { compatibilityDate?: string; modulesRules?: unknown[] };
+  };
+}
+
+async function tools(): Promise<Tools> {
+  const [miniflare, wrangler] = await Promise.all([import(MINIFLARE), import(WRANGLER_API)]);
+  return {
+    Miniflare: miniflare.Miniflare,
+    unstable_getMiniflareWorkerOptions: wrangler.unstable_getMiniflareWorkerOptions,
+  };
+}
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const WRANGLER_TOML = `${ROOT}worker/wrangler.toml`;
-/** The wrangler package the bundle is built with (deno.json pins the same). */
+/** The wrangler package the bundle is built with (dev/deno.json pins the same). */
 const WRANGLER = "npm:wrangler@4.116.0";
+/** The config whose import map and lockfile hold the dev tools, wrangler among them. */
+const DEV_CONFIG = `${ROOT}dev/deno.json`;
 /** The binding of the dead-letter observer's KV namespace. */
 export const DEAD_LETTERS_KV = "DEAD_LETTERS";
 /** The name of the Worker that consumes the dead-letter queue in the tests. */
@@ -61,7 +110,19 @@ export async function bundleWorker(): Promise<string> {
   const outdir = await Deno.makeTempDir({ prefix: "event-tracking-worker-" });
   // `deno install` links every npm import (hono, mongodb) into node_modules/, where wrangler's bundler looks.
   await run(["install"]);
-  await run(["run", "-A", WRANGLER, "deploy", "--dry-run", "--config", WRANGLER_TOML, "--outdir", outdir]);
+  await run([
+    "run",
+    "-A",
+    "--config",
+    DEV_CONFIG,
+    WRANGLER,
+    "deploy",
+    "--dry-run",
+    "--config",
+    WRANGLER_TOML,
+    "--outdir",
+    outdir,
+  ]);
   return outdir;
 }
 
@@ -117,6 +178,7 @@ export interface StartWorkerOptions {
  * tests run in seconds.
  */
 export async function startWorker(options: StartWorkerOptions): Promise<Miniflare> {
+  const { Miniflare, unstable_getMiniflareWorkerOptions } = await tools();
   const { workerOptions } = unstable_getMiniflareWorkerOptions(WRANGLER_TOML);
   const consumers = workerOptions.queueConsumers as Record<string, { deadLetterQueue?: string }>;
   const [queue, consumer] = Object.entries(consumers)[0];
@@ -138,7 +200,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Miniflar
       name: `collector-variant-${i}`,
       scriptPath,
       // The entry imports the bundle: a .js module, which Miniflare would otherwise load as CommonJS.
-      modulesRules: [{ type: "ESModule", include: ["**/*.js"] }, ...collector.modulesRules ?? []],
+      modulesRules: [{ type: "ESModule" as const, include: ["**/*.js"] }, ...collector.modulesRules ?? []],
       routes: [`${variant.host}/*`],
       bindings: variant.vars,
       queueConsumers: {},

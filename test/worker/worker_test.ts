@@ -5,9 +5,8 @@
 
 import assert from "node:assert/strict";
 import { MongoClient } from "mongodb";
-import type { Miniflare } from "miniflare";
 import { freePort, startMongoServer, testDatabaseName } from "../_mongo_server.ts";
-import { bundleWorker, deadLetters, REJECTED_CALLS_PATH, startWorker, waitFor } from "./_miniflare.ts";
+import { bundleWorker, deadLetters, type Miniflare, REJECTED_CALLS_PATH, startWorker, waitFor } from "./_miniflare.ts";
 
 const TOKEN = "test-token-not-a-secret";
 const ORIGIN = "http://collector.test";

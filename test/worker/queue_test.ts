@@ -13,7 +13,7 @@ import {
   MAX_BATCH_BYTES,
   MAX_BATCH_MESSAGES,
   receiveQueueBatch,
-} from "@edx/event-tracking/cf-queue";
+} from "@edx/event-tracking/cloudflare";
 import { recordingBackend, RecordingLogger } from "../_helpers.ts";
 
 /** A fake Queue binding that records each sendBatch call, serialised as the platform would. */
@@ -241,7 +241,7 @@ Deno.test("CloudflareQueueTransport checks sendAttempts and sendBackoff", () => 
   assert.throws(() => new CloudflareQueueTransport({ queue, path: "p", sendAttempts: 0 }), /'sendAttempts' must be/);
   assert.throws(
     () => new CloudflareQueueTransport({ queue, path: "p", sendBackoff: { initialMs: -1 } }),
-    /'backoff.initialMs' must be a non-negative number/,
+    /initialMs: must be a non-negative number/,
   );
 });
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { AsyncRoutingBackend, InMemoryBackend } from "../../mod.ts";
-import { startCollector } from "../../src/http/mod.ts";
+import { startCollector } from "../../src/deno/mod.ts";
 import { runLoad } from "../../bench/_load.ts";
 
 // Correctness under load only: every valid request is answered 2xx and no

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs/promises";
 import { join } from "node:path";
-import { restoreEvent, type TrackingEvent } from "../mod.ts";
-import { type WalRecord, WriteAheadLog } from "../src/write_ahead_log.ts";
-import { RecordingLogger } from "./_helpers.ts";
+import { restoreEvent, type TrackingEvent } from "../../mod.ts";
+import { type WalRecord, WriteAheadLog } from "../../src/deno/write_ahead_log.ts";
+import { RecordingLogger } from "../_helpers.ts";
 
 function event(id: string | number, data: unknown = {}): TrackingEvent {
   return restoreEvent({ id: String(id), name: "e", timestamp: "2026-01-01T00:00:00.000Z", context: {}, data });
@@ -244,7 +244,7 @@ Deno.test("WriteAheadLog: a process killed with SIGKILL loses no acknowledged re
   try {
     const walDir = join(dir, "wal");
     const script = join(dir, "child.ts");
-    await fs.writeFile(script, CHILD(new URL("../src/write_ahead_log.ts", import.meta.url).href, walDir));
+    await fs.writeFile(script, CHILD(new URL("../../src/deno/write_ahead_log.ts", import.meta.url).href, walDir));
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "--allow-all", "--no-config", script],
       cwd: dir,

@@ -4,7 +4,7 @@ import {
   type DurableObjectStateLike,
   EventBusObject,
   type HibernatableWebSocket,
-} from "@edx/event-tracking/durable-object";
+} from "@edx/event-tracking/cloudflare";
 import type { TrackingEvent } from "@edx/event-tracking";
 import { RecordingLogger } from "../_helpers.ts";
 
@@ -35,14 +35,8 @@ function state(sockets: { tag: string; ws: HibernatableWebSocket }[]) {
   return { value, autoResponses };
 }
 
-function publish(object: EventBusObject, topic: string | undefined, names: string[]) {
-  const query = topic === undefined ? "" : `?topic=${encodeURIComponent(topic)}`;
-  return object.fetch(
-    new Request(`https://event-bus.internal/publish${query}`, {
-      method: "POST",
-      body: names.map((name) => JSON.stringify(event(name))).join("\n"),
-    }),
-  );
+function publish(object: EventBusObject, topic: string, names: string[]): Promise<number> {
+  return object.publish(topic, names.map((name) => JSON.stringify(event(name))));
 }
 
 Deno.test("EventBusObject sends an event only to the sockets subscribed to its topic", async () => {
@@ -52,27 +46,28 @@ Deno.test("EventBusObject sends an event only to the sockets subscribed to its t
   const stray = socket({ topic: "other", patterns: [".*"] });
   const object = new EventBusObject(
     state([{ tag: "logs", ws: logs.ws }, { tag: "xapi", ws: xapi.ws }, { tag: "logs", ws: stray.ws }]).value,
+    {},
   );
-  const answer = await publish(object, "logs", ["edx.course.enrollment.activated", "edx.ui.click"]);
-  assert.deepEqual(await answer.json(), { delivered: 2 });
-  const again = await publish(object, "xapi", ["edx.course.enrollment.activated", "edx.ui.click"]);
-  assert.deepEqual(await again.json(), { delivered: 1 });
+  assert.equal(await publish(object, "logs", ["edx.course.enrollment.activated", "edx.ui.click"]), 2);
+  assert.equal(await publish(object, "xapi", ["edx.course.enrollment.activated", "edx.ui.click"]), 1);
   assert.deepEqual(logs.sent.map((line) => JSON.parse(line).name), ["edx.course.enrollment.activated", "edx.ui.click"]);
   assert.deepEqual(xapi.sent.map((line) => JSON.parse(line).name), ["edx.course.enrollment.activated"]);
   assert.deepEqual(stray.sent, []);
 
-  const untitled = await publish(object, undefined, ["edx.ui.click"]);
-  assert.equal(untitled.status, 400);
-  assert.match((await untitled.json()).message, /'topic'/);
+  await assert.rejects(publish(object, "", ["edx.ui.click"]), TypeError);
+  await assert.rejects(object.publish("logs", "not lines" as unknown as string[]), TypeError);
+  // Anything but a WebSocket upgrade is not a route of the object: publishing is RPC only.
+  const post = await object.fetch(new Request("https://event-bus.internal/publish?topic=logs", { method: "POST" }));
+  assert.equal(post.status, 404);
 });
 
 Deno.test("EventBusObject answers a subscriber's ping with pong, through the runtime's auto-response where it has one", () => {
   const { value, autoResponses } = state([]);
-  new EventBusObject(value);
+  new EventBusObject(value, {});
   // Outside workerd there is no WebSocketRequestResponsePair: the object answers itself.
   assert.deepEqual(autoResponses, []);
   const subscriber = socket({ topic: "logs", patterns: [".*"] });
-  const object = new EventBusObject(value);
+  const object = new EventBusObject(value, {});
   object.webSocketMessage(subscriber.ws, "ping");
   object.webSocketMessage(subscriber.ws, "hello");
   assert.deepEqual(subscriber.sent, ["pong"]);
@@ -82,22 +77,26 @@ Deno.test("EventBusObject answers a subscriber's ping with pong, through the run
     constructor(readonly request: string, readonly response: string) {}
   };
   try {
-    new EventBusObject(value);
+    new EventBusObject(value, {});
     assert.deepEqual(autoResponses.map((pair) => ({ ...pair as object })), [{ request: "ping", response: "pong" }]);
   } finally {
     delete global.WebSocketRequestResponsePair;
   }
 });
 
-Deno.test("DurableObjectBus sends one request per topic, naming it; connect() names the topic to subscribe to", async () => {
-  const requests: { url: string; body: string }[] = [];
+Deno.test("DurableObjectBus makes one RPC call per topic, naming it; connect() names the topic to subscribe to", async () => {
+  const calls: [string, string[]][] = [];
+  const connects: string[] = [];
   const namespace = {
     idFromName: (name: string) => name,
     get: () => ({
-      fetch: async (input: Request | string, init?: RequestInit) => {
-        const request = new Request(input, init);
-        requests.push({ url: request.url, body: await request.text() });
-        return new Response(null, { status: 204 });
+      fetch: (input: Request | string) => {
+        connects.push(new Request(input).url);
+        return Promise.resolve(new Response(null, { status: 204 }));
+      },
+      publish: (topic: string, lines: string[]) => {
+        calls.push([topic, lines]);
+        return Promise.resolve(lines.length);
       },
     }),
   };
@@ -105,21 +104,33 @@ Deno.test("DurableObjectBus sends one request per topic, naming it; connect() na
   const published = [bus.publish("a", event("1")), bus.publish("b", event("2")), bus.publish("a", event("3"))];
   await Promise.all(published);
   assert.deepEqual(
-    requests.map(({ url, body }) => [url, body.split("\n").map((line) => JSON.parse(line).name)]),
-    [
-      ["https://event-bus.internal/publish?topic=a", ["1", "3"]],
-      ["https://event-bus.internal/publish?topic=b", ["2"]],
-    ],
+    calls.map(([topic, lines]) => [topic, lines.map((line) => JSON.parse(line).name)]),
+    [["a", ["1", "3"]], ["b", ["2"]]],
   );
   await bus.connect(new Request("https://collector.test/v1/bus/subscribe?pattern=x&topic=ignored"), "a b");
-  assert.equal(requests[2].url, "https://collector.test/v1/bus/subscribe?pattern=x&topic=a+b");
+  assert.deepEqual(connects, ["https://collector.test/v1/bus/subscribe?pattern=x&topic=a+b"]);
+});
+
+Deno.test("DurableObjectBus rejects the publishes of a failed RPC call, naming the topic and the cause", async () => {
+  const namespace = {
+    idFromName: (name: string) => name,
+    get: () => ({
+      fetch: () => Promise.resolve(new Response(null, { status: 204 })),
+      publish: () => Promise.reject(new Error("Durable Object reset")),
+    }),
+  };
+  const bus = new DurableObjectBus({ namespace });
+  await assert.rejects(bus.publish("a", event("1"))!, /Cannot publish 1 event\(s\) on topic "a".*Durable Object reset/);
 });
 
 Deno.test("DurableObjectBus with awaitPublish false returns nothing, and logs and counts a failed request", async () => {
   const logger = new RecordingLogger();
   const namespace = {
     idFromName: (name: string) => name,
-    get: () => ({ fetch: () => Promise.resolve(new Response("busy", { status: 503 })) }),
+    get: () => ({
+      fetch: () => Promise.resolve(new Response(null, { status: 204 })),
+      publish: () => Promise.reject(new Error("overloaded")),
+    }),
   };
   const bus = new DurableObjectBus({ namespace, awaitPublish: false, logger });
   assert.equal(bus.publish("a", event("1")), undefined);
@@ -127,5 +138,5 @@ Deno.test("DurableObjectBus with awaitPublish false returns nothing, and logs an
   await bus.flush();
   assert.equal(bus.failed, 2);
   assert.match(logger.errors[0].message, /2 event\(s\) on topic "a" were not published/);
-  assert.match(String(logger.errors[0].detail), /answered 503/);
+  assert.match(String(logger.errors[0].detail), /overloaded/);
 });

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import type { InMemoryBackend } from "../../mod.ts";
-import { startCollector } from "../../src/http/mod.ts";
+import { startCollector } from "../../src/deno/mod.ts";
 import { RecordingLogger } from "../_helpers.ts";
-import { auth, runApiCases, TOKEN } from "./_api_cases.ts";
+import { auth, runApiCases, TOKEN } from "../http/_api_cases.ts";
 import { readJsonLines, startCollectorProcess } from "./_collector_process.ts";
 import { MongoClient } from "mongodb";
 import { startMongoServer, testDatabaseName } from "../_mongo_server.ts";
@@ -89,7 +89,7 @@ Deno.test("GET /v1/bus/subscribe streams bus events whose names match the patter
   await Deno.remove(dataDir, { recursive: true });
 });
 
-Deno.test("GET /v1/bus/subscribe refuses a missing or invalid pattern with 400, and no credentials with 401", async () => {
+Deno.test("GET /v1/bus/subscribe refuses a missing or invalid pattern with 400, no credentials with 401, no upgrade with 426", async () => {
   const dataDir = await Deno.makeTempDir();
   const collector = await startCollector({ port: 0, hostname: "127.0.0.1", token: TOKEN, dataDir });
   const upgrade = {
@@ -105,6 +105,7 @@ Deno.test("GET /v1/bus/subscribe refuses a missing or invalid pattern with 400, 
       ["?pattern=(", upgrade, 400, "invalid_pattern"],
       ["?pattern=a", {}, 401, "unauthorized"],
       ["?pattern=a&topic=nope", upgrade, 404, "unknown_topic"],
+      ["?pattern=a", auth, 426, "upgrade_required"],
     ] as const
   ) {
     const response = await fetch(`${collector.url}/v1/bus/subscribe${query}`, { headers });
@@ -195,7 +196,7 @@ Deno.test("deno task replay feeds the dead letters of every async branch back an
       "--allow-read",
       "--allow-write",
       "--allow-sys",
-      "src/http/serve.ts",
+      "src/deno/serve.ts",
       "replay",
     ],
     env: { EVENT_TRACKING_DATA_DIR: dataDir, MONGODB_URI: "", EVENT_TRACKING_CONFIG: "", NO_COLOR: "1" },

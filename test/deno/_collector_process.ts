@@ -1,11 +1,11 @@
 /**
- * Runs `deno task start`'s server (src/http/serve.ts) as a process of its own,
+ * Runs `deno task start`'s server (src/deno/serve.ts) as a process of its own,
  * in its own process group, as an operator would: for crash and shutdown tests.
  *
  * @module
  */
 
-const SERVE = new URL("../../src/http/serve.ts", import.meta.url).pathname;
+const SERVE = new URL("../../src/deno/serve.ts", import.meta.url).pathname;
 
 /** A collector process. */
 export interface CollectorProcess {
@@ -20,14 +20,19 @@ export interface CollectorProcess {
 }
 
 /**
- * Starts the collector with `env` added to this environment, and waits until
- * it listens. `setsid` makes it the leader of a new process group, so that a
- * test can kill the whole group.
+ * Starts the collector with `env` added to this environment (less any
+ * collector variable of its own), and waits until it listens. `setsid` makes
+ * it the leader of a new process group, so that a test can kill the whole group.
  */
 export async function startCollectorProcess(env: Record<string, string>): Promise<CollectorProcess> {
+  const inherited = Deno.env.toObject();
+  for (const name of Object.keys(inherited)) {
+    if (/^(EVENT_TRACKING_|MONGODB_URI$|PORT$)/.test(name)) delete inherited[name];
+  }
   const child = new Deno.Command("setsid", {
     args: [Deno.execPath(), "run", "--allow-all", SERVE],
-    env: { PORT: "0", NO_COLOR: "1", ...env },
+    clearEnv: true,
+    env: { ...inherited, PORT: "0", NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "null",
     stderr: "piped",

@@ -13,10 +13,10 @@
  * @module
  */
 
-import { consoleLogger, type DiagnosticLogger } from "./diagnostics.ts";
-import { restoreEvent, serializeEvent, type TrackingEvent } from "./event.ts";
-import { GroupWriter } from "./_group_writer.ts";
-import { PendingSet } from "./_pending.ts";
+import { consoleLogger, type DiagnosticLogger } from "../diagnostics.ts";
+import { restoreEvent, serializeEvent, type TrackingEvent } from "../event.ts";
+import { GroupWriter } from "../_group_writer.ts";
+import { PendingSet } from "../_pending.ts";
 
 type Fs = typeof import("node:fs/promises");
 type FileHandle = import("node:fs/promises").FileHandle;
@@ -114,8 +114,8 @@ interface PendingAppend {
  *
  * @example Log, deliver, release
  * ```ts
- * import { WriteAheadLog } from "./write_ahead_log.ts";
- * import { restoreEvent } from "./event.ts";
+ * import { restoreEvent } from "@edx/event-tracking";
+ * import { WriteAheadLog } from "@edx/event-tracking/deno";
  * import assert from "node:assert/strict";
  *
  * const dir = await Deno.makeTempDir();

@@ -5,10 +5,13 @@ import {
   ImproperlyConfigured,
   LoggerBackend,
 } from "@edx/event-tracking";
-import type { MongoBackend } from "@edx/event-tracking/mongo";
-import { CloudflareQueueTransport } from "@edx/event-tracking/cf-queue";
-import { DurableObjectBus } from "@edx/event-tracking/durable-object";
-import { buildCollector, type WorkerEnv } from "../../worker/_config.ts";
+import { type MongoBackend, mongoEngines } from "@edx/event-tracking/mongo";
+import {
+  buildCollector,
+  CloudflareQueueTransport,
+  DurableObjectBus,
+  type WorkerEnv,
+} from "@edx/event-tracking/cloudflare";
 import { RecordingLogger } from "../_helpers.ts";
 
 function env(vars: Partial<WorkerEnv> = {}): WorkerEnv {
@@ -16,14 +19,21 @@ function env(vars: Partial<WorkerEnv> = {}): WorkerEnv {
     EVENTS_QUEUE: { sendBatch: () => Promise.resolve() },
     EVENT_BUS: {
       idFromName: (name: string) => name,
-      get: () => ({ fetch: () => Promise.resolve(new Response(null, { status: 204 })) }),
+      get: () => ({
+        fetch: () => Promise.resolve(new Response(null, { status: 204 })),
+        publish: () => Promise.resolve(0),
+      }),
     },
     ...vars,
   };
 }
 
 Deno.test("buildCollector() builds the default tree on the Queue and the Durable Object without EVENT_TRACKING_CONFIG", async () => {
-  const { tracker, transports, bus } = buildCollector(env({ MONGODB_URI: "mongodb://127.0.0.1:1/tracking" }));
+  const { tracker, transports, bus, invocationBound } = buildCollector(
+    env({ MONGODB_URI: "mongodb://127.0.0.1:1/tracking" }),
+    { engines: (env) => mongoEngines(env.MONGODB_URI) },
+  );
+  assert.equal(invocationBound, true, "a mongo sink: the queue consumer builds it per batch");
   const logs = tracker.getBackend("tracking_logs") as AsyncRoutingBackend;
   assert.ok(logs.transport instanceof CloudflareQueueTransport);
   assert.deepEqual([...transports.keys()], ["backends.tracking_logs"]);
@@ -51,7 +61,13 @@ Deno.test("buildCollector() reads EVENT_TRACKING_CONFIG, with reference names an
       },
     },
   };
-  const { tracker, transports } = buildCollector(env({ EVENT_TRACKING_CONFIG: JSON.stringify(config) }), logger);
+  const { tracker, transports, invocationBound } = buildCollector(
+    env({ EVENT_TRACKING_CONFIG: JSON.stringify(config) }),
+    {
+      logger,
+    },
+  );
+  assert.equal(invocationBound, false);
   assert.deepEqual([...transports.keys()], ["backends.caliper"]);
   assert.equal((tracker.getBackend("caliper") as AsyncRoutingBackend).backendName, "caliper");
   assert.deepEqual([...(tracker.getBackend("bus") as EventBusBackend).eventBusTrackingLogs], ["a"]);
@@ -70,18 +86,22 @@ Deno.test("buildCollector() reports a bad EVENT_TRACKING_CONFIG; a mongo sink wi
           }),
         }),
       ),
-    /backends.q.OPTIONS: unknown option "colour"/,
+    /backends\.q\.OPTIONS\.colour: unknown option/,
   );
-  const { tracker } = buildCollector(env({
-    EVENT_TRACKING_CONFIG: JSON.stringify({ backends: { db: { ENGINE: "mongo" } } }),
-    MONGODB_URI: "mongodb://127.0.0.1:1/from_binding",
-  }));
+  const { tracker } = buildCollector(
+    env({
+      EVENT_TRACKING_CONFIG: JSON.stringify({ backends: { db: { ENGINE: "mongo" } } }),
+      MONGODB_URI: "mongodb://127.0.0.1:1/from_binding",
+    }),
+    { engines: (env) => mongoEngines(env.MONGODB_URI) },
+  );
   assert.equal((tracker.getBackend("db") as MongoBackend).database, "from_binding");
   await tracker.close();
 });
 
 Deno.test("buildCollector() lists the event_bus topics in tree order; publishing does not hold up send()", async () => {
-  const requests: string[] = [];
+  const calls: string[] = [];
+  const logger = new RecordingLogger();
   const { tracker, topics, bus } = buildCollector(
     env({
       EVENT_TRACKING_CONFIG: JSON.stringify({
@@ -93,23 +113,22 @@ Deno.test("buildCollector() lists the event_bus topics in tree order; publishing
       EVENT_BUS: {
         idFromName: (name: string) => name,
         get: () => ({
-          fetch: (url: Request | string) => {
-            requests.push(String(url));
-            return Promise.resolve(new Response(null, { status: 503 }));
+          fetch: () => Promise.resolve(new Response(null, { status: 204 })),
+          publish: (topic: string) => {
+            calls.push(topic);
+            return Promise.reject(new Error("the object is overloaded"));
           },
         }),
       },
     }),
-    new RecordingLogger(),
+    { logger },
   );
   assert.deepEqual(topics, ["first", "named"]);
   // The Worker's 202 waits for what send() returns: the bus is not part of it.
   assert.equal(tracker.send(tracker.createEvent("a")), undefined);
   await tracker.flush();
-  assert.deepEqual(requests.sort(), [
-    "https://event-bus.internal/publish?topic=first",
-    "https://event-bus.internal/publish?topic=named",
-  ]);
+  assert.deepEqual(calls.sort(), ["first", "named"]);
   assert.equal(bus.failed, 2);
+  assert.match(String((logger.errors[0].detail as Error).message), /the object is overloaded/);
   await tracker.close();
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { InMemoryBackend } from "../../mod.ts";
-import { startCollector } from "../../src/http/mod.ts";
+import { startCollector } from "../../src/deno/mod.ts";
 import { RecordingLogger, seeded } from "../_helpers.ts";
 
 function fuzzBodies(count: number, random: () => number): (string | Uint8Array<ArrayBuffer>)[] {
