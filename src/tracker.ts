@@ -334,6 +334,19 @@ export class Tracker implements EventEmitter {
  * A view of a {@linkcode Tracker} with extra scopes, made by
  * {@linkcode Tracker.withContext}. It shares the tracker's backends and
  * current scopes and never changes them.
+ *
+ * @example Scopes carried by a view, not by the async task
+ * ```ts
+ * import { InMemoryBackend, ScopedTracker, Tracker } from "@edx/event-tracking";
+ * import assert from "node:assert/strict";
+ *
+ * const sink = new InMemoryBackend();
+ * const tracker = new Tracker({ backends: { sink } });
+ * const course = new ScopedTracker(tracker, "course", { course_id: "course-v1:edX+DemoX+Demo" });
+ * const user = course.withContext("user", { user_id: 7 });
+ * user.emit("edx.video.played");
+ * assert.deepEqual(sink.events[0].context, { course_id: "course-v1:edX+DemoX+Demo", user_id: 7 });
+ * ```
  */
 export class ScopedTracker implements EventEmitter {
   /** The tracker this view emits through. */

@@ -41,6 +41,17 @@ export type ResolvedLimits = Required<CollectorLimits>;
 /**
  * Fills in the default limits and checks the given ones.
  *
+ * @example
+ * ```ts
+ * import { resolveLimits } from "@edx/event-tracking/http";
+ * import assert from "node:assert/strict";
+ *
+ * const limits = resolveLimits({ maxBatchSize: 100 });
+ * assert.equal(limits.maxBatchSize, 100);
+ * assert.equal(limits.maxBodyBytes, 1024 * 1024);
+ * assert.throws(() => resolveLimits({ maxEventBytes: 0 }), RangeError);
+ * ```
+ *
  * @throws {RangeError} If a limit is not a positive integer.
  */
 export function resolveLimits(limits: CollectorLimits = {}): ResolvedLimits {
@@ -66,6 +77,16 @@ export class ClientGone extends Error {
 /**
  * Reads a request body as text, refusing more than `maxBytes` whatever the
  * Content-Length header says, and refusing bytes that are not UTF-8.
+ *
+ * @example
+ * ```ts
+ * import { isHttpException, readBody } from "@edx/event-tracking/http";
+ * import assert from "node:assert/strict";
+ *
+ * const post = (body: string) => new Request("http://collector/v1/events", { method: "POST", body });
+ * assert.equal(await readBody(post('{"name":"a"}'), 1024), '{"name":"a"}');
+ * await assert.rejects(readBody(post("x".repeat(2048)), 1024), (error) => isHttpException(error) && error.status === 413);
+ * ```
  *
  * @throws {HTTPException} 413 `payload_too_large` if the body is too large, 400 `invalid_encoding` if it is not UTF-8.
  * @throws {ClientGone} If the connection failed while reading.
