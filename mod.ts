@@ -61,6 +61,7 @@ export { InProcessQueue, type InProcessQueueOptions } from "./src/transports/in_
 export { InProcessBus } from "./src/transports/in_process_bus.ts";
 export { LoggerBackend, type LoggerBackendOptions, type LogLevel, MAX_EVENT_SIZE } from "./src/backends/logger.ts";
 export { type NameAllowlistOptions, NameAllowlistProcessor } from "./src/processors/name_allowlist.ts";
+export { type RedactOptions, RedactProcessor } from "./src/processors/redact.ts";
 export {
   type FilterType,
   loadRegexWasm,

@@ -112,6 +112,8 @@ export function must(what: string): (issue: Issue) => string {
  *   () => parseOptions(options({ size: v.optional(v.number()) }), { sise: 1 }, "Box"),
  *   { message: "Box.sise: unknown option (expected: size)" },
  * );
+ * const size = v.number("must be a number of centimetres");
+ * assert.throws(() => parseOptions(options({ size }), {}, "Box"), { message: "Box.size: must be a number of centimetres" });
  * ```
  */
 /* @__NO_SIDE_EFFECTS__ */
@@ -123,6 +125,9 @@ export function options<const TEntries extends v.ObjectEntries>(
     (issue) =>
       issue.expected === "never"
         ? `unknown option (expected: ${Object.keys(entries).join(", ") || "none"})`
+        : issue.path !== undefined
+        // A required key that is missing: say what its own rule says of undefined.
+        ? v.safeParse(entries[issue.path[0].key as string], undefined).issues?.[0].message ?? "is required"
         : `must be an object of options, got ${show(issue.input)}`,
   );
 }

@@ -21,6 +21,7 @@ import { consoleLogger, type DiagnosticLogger, typeName } from "./diagnostics.ts
 import { ImproperlyConfigured } from "./errors.ts";
 import type { Processor } from "./processor.ts";
 import { nameAllowlistOptions, NameAllowlistProcessor } from "./processors/name_allowlist.ts";
+import { redactOptions, RedactProcessor } from "./processors/redact.ts";
 import { RegexFilter, regexFilterOptions } from "./processors/regex_filter.ts";
 import { RoutingBackend, routingOptions } from "./routing.ts";
 import { Tracker } from "./tracker.ts";
@@ -142,6 +143,21 @@ export interface CreateTrackerOptions extends DeliveryHooks {
 
 /** The ENGINE names of `MongoBackend`, whose engines `mongoEngines()` of `@edx/event-tracking/mongo` gives. */
 export const MONGO_ENGINE_NAMES: readonly string[] = ["mongo", "eventtracking.backends.mongodb.MongoBackend"];
+/** The ENGINE names of `SegmentBackend`, whose engines `segmentEngines()` of `@edx/event-tracking/segment` gives. */
+export const SEGMENT_ENGINE_NAMES: readonly string[] = ["segment", "eventtracking.backends.segment.SegmentBackend"];
+
+// Engines that live in an entry of their own, to keep a third-party client out of the core: named in
+// a configuration without being passed, they get an error that says where they are.
+const ELSEWHERE = [
+  { names: MONGO_ENGINE_NAMES, what: "MongoDB backend", client: "driver", entry: "mongo", engines: "mongoEngines()" },
+  {
+    names: SEGMENT_ENGINE_NAMES,
+    what: "Segment backend",
+    client: "client",
+    entry: "segment",
+    engines: "segmentEngines(writeKey)",
+  },
+];
 
 /**
  * Pairs a schema with the function that builds the engine, so that `create`
@@ -282,6 +298,10 @@ function regexFilterEngine() {
   return defineEngine(regexFilterOptions, (options) => new RegexFilter(options));
 }
 
+function redactEngine() {
+  return defineEngine(redactOptions, (options) => new RedactProcessor(options));
+}
+
 /**
  * The built-in engines by ENGINE name (short, then the reference's dotted
  * paths): fixed, and made only when a configuration names them.
@@ -294,6 +314,7 @@ const BUILT_IN: Readonly<Record<string, () => EngineDefinition>> = {
   memory: memoryEngine,
   name_allowlist: nameAllowlistEngine,
   regex_filter: regexFilterEngine,
+  redact: redactEngine,
   "eventtracking.backends.routing.RoutingBackend": routingEngine,
   "eventtracking.backends.logger.LoggerBackend": loggerEngine,
   "eventtracking.backends.async_routing.AsyncRoutingBackend": asyncRoutingEngine,
@@ -345,13 +366,15 @@ function resolve(name: string, path: string, build: Build): Engine {
     }
   } else if (Object.hasOwn(BUILT_IN, name)) {
     engine = BUILT_IN[name]();
-  } else if (MONGO_ENGINE_NAMES.includes(name)) {
-    throw new ImproperlyConfigured(
-      'the MongoDB backend lives in "@edx/event-tracking/mongo" (it keeps the driver out of the core): ' +
-        "pass its engines, createTracker(config, { engines: mongoEngines() })",
-      path,
-    );
   } else {
+    const elsewhere = ELSEWHERE.find((entry) => entry.names.includes(name));
+    if (elsewhere !== undefined) {
+      throw new ImproperlyConfigured(
+        `the ${elsewhere.what} lives in "@edx/event-tracking/${elsewhere.entry}" (it keeps the ${elsewhere.client} ` +
+          `out of the core): pass its engines, createTracker(config, { engines: ${elsewhere.engines} })`,
+        path,
+      );
+    }
     throw new ImproperlyConfigured(
       `unknown ENGINE "${name}" (known: ${
         knownEngines(build)

@@ -394,6 +394,14 @@ Deno.test("createTracker() explains where the mongo ENGINE lives when its engine
   );
 });
 
+Deno.test("createTracker() explains where the segment ENGINE lives when its engines are not given", () => {
+  configError(
+    () => createTracker({ backends: { s: { ENGINE: "segment", OPTIONS: { write_key: "k" } } } }),
+    'backends.s: the Segment backend lives in "@edx/event-tracking/segment" (it keeps the client out of the core): ' +
+      "pass its engines, createTracker(config, { engines: segmentEngines(writeKey) })",
+  );
+});
+
 Deno.test("createTracker() delivery hooks supply each branch's queue, bus and dead-letter sink", async () => {
   const branches: string[] = [];
   const queue = new InProcessQueue({ capacity: 7 });
