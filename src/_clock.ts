@@ -6,6 +6,10 @@
  * @module
  */
 
+// The counter's 3 hex digits from tables: `toString(16)` and `slice` cost ≈20 ns.
+const HEX = "0123456789abcdef";
+const HEX2 = Array.from({ length: 256 }, (_, i) => HEX[i >> 4] + HEX[i & 15]);
+
 let cachedMs = -1;
 let cachedIso = "";
 let cachedPrefix = "";
@@ -38,7 +42,7 @@ export function stamp(into: Stamp): Stamp {
   const counter = sequence < 0xfff ? ++sequence : sequence;
   // randomUUID() is "xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx"; from index 18 on it
   // holds the variant and 62 random bits, exactly what v7 needs there.
-  into.id = cachedPrefix + (0x1000 + counter).toString(16).slice(1) + crypto.randomUUID().slice(18);
+  into.id = cachedPrefix + HEX[counter >> 8] + HEX2[counter & 0xff] + crypto.randomUUID().slice(18);
   into.timestamp = cachedIso;
   return into;
 }

@@ -60,10 +60,18 @@ export class EmittedEvent implements TrackingEvent {
 
   /** The same text as `JSON.stringify(this)`, made from the cached parts. */
   toJSONString(): string {
-    return this.#line ??= `{"id":"${this.id}","name":${JSON.stringify(this.name)},"timestamp":"${this.timestamp}",` +
-      `"context":${this.#contextJson},"data":${this.#dataJson}}`;
+    if (this.#line === undefined) {
+      // Events come in runs of one name: quoting it again costs ≈25 ns.
+      if (this.name !== quotedName) quoted = JSON.stringify(quotedName = this.name);
+      this.#line = `{"id":"${this.id}","name":${quoted},"timestamp":"${this.timestamp}",` +
+        `"context":${this.#contextJson},"data":${this.#dataJson}}`;
+    }
+    return this.#line;
   }
 }
+
+let quotedName = "";
+let quoted = '""';
 
 /**
  * Serialises an event to one line of JSON (keys in the order id, name,
