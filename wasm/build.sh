@@ -1,10 +1,13 @@
 #!/bin/sh
-# Rebuilds the RegexFilter WebAssembly core, reproducibly and offline, from
-# Debian's Rust toolchain and Debian-packaged crates. Installs nothing.
+# Rebuilds RegexFilter's WebAssembly, reproducibly and offline: the core
+# (wasm/regex_filter.wasm) from Debian's Rust toolchain and Debian-packaged
+# crates, and the string walker (wasm/regex_walker.wasm and its copy in
+# src/processors/_regex_walker_wasm.ts) from wasm/tools/emit_walker.ts with
+# Deno. Installs nothing.
 #
-#   wasm/build.sh           rebuild wasm/regex_filter.wasm
+#   wasm/build.sh           rebuild the three files
 #   wasm/build.sh --check   rebuild into a temporary directory and fail (exit 1)
-#                           unless it equals the committed file byte for byte
+#                           unless each equals the committed file byte for byte
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,6 +22,13 @@ done
 if [ -n "$missing" ]; then
   echo "wasm/build.sh: missing Debian packages:$missing" >&2
   echo "install them with: sudo apt-get install -y$missing" >&2
+  exit 2
+fi
+# `deno task` runs this script with a PATH where `deno` may be missing: take
+# the one that runs the task when it says where it is.
+deno=${DENO_BIN:-$(command -v deno || true)}
+if [ -z "$deno" ]; then
+  echo "wasm/build.sh: deno is not on PATH (set DENO_BIN to its path)" >&2
   exit 2
 fi
 
@@ -56,13 +66,25 @@ wasm-opt -O3 --strip-debug --strip-producers \
   "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/regex_filter.wasm" \
   -o "$out/regex_filter.wasm"
 
+# The walker: emitted by a TypeScript program that depends on nothing but itself.
+"$deno" run --no-lock --no-config --allow-write="$out" "$here/tools/emit_walker.ts" --out "$out" >/dev/null
+
 if [ "$mode" = "--check" ]; then
-  if ! cmp "$out/regex_filter.wasm" "$here/regex_filter.wasm"; then
-    echo "wasm/build.sh --check: the rebuilt WebAssembly differs from the committed artifact" >&2
-    exit 1
-  fi
-  echo "wasm/build.sh --check: rebuilt artifact is identical ($(wc -c <"$out/regex_filter.wasm") bytes)"
+  status=0
+  for pair in "regex_filter.wasm:$here/regex_filter.wasm" "regex_walker.wasm:$here/regex_walker.wasm" \
+    "_regex_walker_wasm.ts:$here/../src/processors/_regex_walker_wasm.ts"; do
+    if ! cmp "$out/${pair%%:*}" "${pair#*:}"; then
+      echo "wasm/build.sh --check: the rebuilt ${pair%%:*} differs from the committed ${pair#*:}" >&2
+      status=1
+    fi
+  done
+  [ "$status" -eq 0 ] || exit 1
+  echo "wasm/build.sh --check: rebuilt artifacts are identical" \
+    "(regex_filter.wasm $(wc -c <"$out/regex_filter.wasm") bytes, regex_walker.wasm $(wc -c <"$out/regex_walker.wasm") bytes)"
 else
   cp "$out/regex_filter.wasm" "$here/regex_filter.wasm"
-  echo "wrote wasm/regex_filter.wasm ($(wc -c <"$here/regex_filter.wasm") bytes)"
+  cp "$out/regex_walker.wasm" "$here/regex_walker.wasm"
+  cp "$out/_regex_walker_wasm.ts" "$here/../src/processors/_regex_walker_wasm.ts"
+  echo "wrote wasm/regex_filter.wasm ($(wc -c <"$here/regex_filter.wasm") bytes), wasm/regex_walker.wasm" \
+    "($(wc -c <"$here/regex_walker.wasm") bytes) and src/processors/_regex_walker_wasm.ts"
 fi

@@ -1,6 +1,7 @@
 /**
  * Loads the RegexFilter WebAssembly core (wasm/regex_filter.wasm, built from
- * wasm/src/lib.rs) and wraps one instance per filter. Private module.
+ * wasm/src/lib.rs) and compiles patterns with it into transition tables.
+ * Private module; `_regex_engine.ts` runs the tables.
  *
  * The package holds the `.wasm` file once; nothing embeds its bytes, and
  * nothing here runs at import, so bundles that never build a RegexFilter
@@ -19,16 +20,6 @@
  */
 
 import { findNodeBuiltin } from "../_node_builtin.ts";
-
-interface CoreExports {
-  readonly memory: WebAssembly.Memory;
-  input_reserve(len: number): number;
-  compile(len: number): number;
-  is_match(len: number): number;
-  memory_usage(): number;
-  message_ptr(): number;
-  message_len(): number;
-}
 
 /** Where the package keeps the core, relative to this module. */
 const WASM_PATH = "../../wasm/regex_filter.wasm";
@@ -190,8 +181,10 @@ function describe(error: unknown): string {
  * The compiled core for a filter being built now: the loaded or injected
  * module, else the package's own file read synchronously when this module is
  * a local file.
+ *
+ * @throws {Error} If there is none, saying which call to make.
  */
-function regexWasmModule(): WebAssembly.Module {
+export function regexWasmModule(): WebAssembly.Module {
   if (compiled !== undefined) return compiled;
   let url: URL | undefined;
   let reason = "no WebAssembly module was given";
@@ -232,107 +225,110 @@ export class RegexCoreError extends Error {
 /** Memory the core may use (the module's maximum, set at link time). */
 export const CORE_MEMORY_LIMIT = "256 MiB";
 
-/**
- * One WebAssembly instance holding one DFA. `view`/`ptr` give the input
- * buffer: write a name's bytes and the sentinel at `ptr`, then call `isMatch`.
- */
-export class RegexCore {
-  readonly #exports: CoreExports;
-  /** Byte view of the instance memory; replaced when the memory grows. */
-  view: Uint8Array;
-  /** Address of the input buffer in `view`. */
-  ptr: number;
-  /** Bytes the input buffer holds. */
-  capacity: number;
-  /** `is_match(len)`: 1 when a prefix of the first `len` input bytes matches. */
-  readonly isMatch: (len: number) => number;
+/** The core's exports (see wasm/src/lib.rs). */
+export interface CoreExports {
+  readonly memory: WebAssembly.Memory;
+  input_reserve(len: number): number;
+  compile(len: number): number;
+  info(i: number): number;
+  set_limits(minimizeMaxTransitions: number, pairMaxBytes: number, pairMaxWork: number): void;
+  table_ptr(): number;
+  table_len(): number;
+  table_alloc(bytes: number): number;
+  table_free(table: number): void;
+  units_reserve(len: number): number;
+  walk(table: number, len: number, state: number, last: number): number;
+  message_ptr(): number;
+  message_len(): number;
+}
 
-  /**
-   * Builds the DFA for an already translated pattern.
-   *
-   * @throws {RegexCoreError} If the pattern does not compile or the automaton is too large.
-   */
-  constructor(pattern: string) {
-    const instance = new WebAssembly.Instance(regexWasmModule(), {});
-    this.#exports = instance.exports as unknown as CoreExports;
-    this.isMatch = this.#exports.is_match;
-    this.capacity = Math.max(256, pattern.length);
-    this.ptr = this.#exports.input_reserve(this.capacity);
-    this.view = new Uint8Array(this.#exports.memory.buffer);
-    // The translated pattern is ASCII.
-    for (let i = 0; i < pattern.length; i++) this.view[this.ptr + i] = pattern.charCodeAt(i);
-    let status: number;
-    try {
-      status = this.#exports.compile(pattern.length);
-    } catch (err) {
-      const detail = this.#message();
-      throw new RegexCoreError(
-        detail
-          ? `the regex core panicked: ${detail}`
-          : `building the automaton needs more than ${CORE_MEMORY_LIMIT} of memory (${(err as Error).message})`,
-      );
-    }
-    if (status !== 0) throw new RegexCoreError(this.#message());
-    this.view = new Uint8Array(this.#exports.memory.buffer);
-  }
+/** What the core built from a pattern. */
+export type Automaton =
+  /** A name matches whatever it is (e.g. the pattern ""), or never does. */
+  | { readonly constant: boolean }
+  /** A transition table to walk, and how it was built. */
+  | { readonly constant?: undefined; readonly table: Uint8Array; readonly info: AutomatonInfo };
 
-  /** Makes the input buffer hold at least `len` bytes. */
-  reserve(len: number): void {
-    if (len <= this.capacity) return;
-    this.capacity = Math.max(len, this.capacity * 2);
-    this.ptr = this.#exports.input_reserve(this.capacity);
-    this.view = new Uint8Array(this.#exports.memory.buffer);
-  }
+/** Statistics of a compiled table (wasm/src/lib.rs's `INFO_*`). */
+export interface AutomatonInfo {
+  /** States of the DFA regex-automata determinised. */
+  readonly dfaStates: number;
+  /** Rows of the table: states after minimisation, with the dead and match rows. */
+  readonly rows: number;
+  /** Byte classes of the DFA, then of the table. */
+  readonly dfaClasses: number;
+  readonly classes: number;
+  /** Whether the DFA was minimised (false past the cap on its live transitions). */
+  readonly minimized: boolean;
+  /** Live transitions of the DFA (what minimisation works on). */
+  readonly transitions: number;
+  /** Pair classes of two ASCII units (0 when the rows have no pair entries). */
+  readonly pairClasses: number;
+}
 
-  /** Heap bytes the DFA uses. */
-  memoryUsage(): number {
-    return this.#exports.memory_usage();
-  }
+const STATUS_BUILT = 0;
+const STATUS_ALWAYS = 2;
+const STATUS_NEVER = 3;
 
-  #message(): string {
-    try {
-      const ptr = this.#exports.message_ptr();
-      const len = this.#exports.message_len();
-      return new TextDecoder().decode(new Uint8Array(this.#exports.memory.buffer, ptr, len));
-    } catch {
-      return "";
-    }
-  }
+/** Caps of the core (wasm/src/lib.rs's defaults); tests lower them to exercise each fallback. */
+export interface CoreLimits {
+  /** Live transitions past which the DFA is not minimised. */
+  readonly minimizeMaxTransitions: number;
+  /** Bytes of rows past which they get no pair entries… */
+  readonly pairMaxBytes: number;
+  /** …and row lookups past which pair classes are not computed. */
+  readonly pairMaxWork: number;
 }
 
 /**
- * Writes `name` as UTF-8 (WTF-8 for lone surrogates, as Python sees them)
- * at `core.ptr`, followed by `sentinel`; returns the byte length written.
+ * Compiles an already translated pattern (`_python_regex.ts`) into a table,
+ * in a WebAssembly instance of its own: the memory the construction needed
+ * goes with it.
+ *
+ * @throws {RegexCoreError} If the pattern does not compile or the automaton is too large.
  */
-export function writeName(core: RegexCore, name: string, sentinel: number): number {
-  core.reserve(name.length * 3 + 1);
-  const view = core.view;
-  let at = core.ptr;
-  for (let i = 0; i < name.length; i++) {
-    let c = name.charCodeAt(i);
-    if (c < 0x80) {
-      view[at++] = c;
-    } else if (c < 0x800) {
-      view[at++] = 0xc0 | (c >> 6);
-      view[at++] = 0x80 | (c & 63);
-    } else {
-      if (c >= 0xd800 && c <= 0xdbff && i + 1 < name.length) {
-        const d = name.charCodeAt(i + 1);
-        if (d >= 0xdc00 && d <= 0xdfff) {
-          c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
-          i++;
-          view[at++] = 0xf0 | (c >> 18);
-          view[at++] = 0x80 | ((c >> 12) & 63);
-          view[at++] = 0x80 | ((c >> 6) & 63);
-          view[at++] = 0x80 | (c & 63);
-          continue;
-        }
-      }
-      view[at++] = 0xe0 | (c >> 12);
-      view[at++] = 0x80 | ((c >> 6) & 63);
-      view[at++] = 0x80 | (c & 63);
-    }
+export function compileAutomaton(pattern: string, limits?: CoreLimits): Automaton {
+  const core = new WebAssembly.Instance(regexWasmModule(), {}).exports as unknown as CoreExports;
+  if (typeof core.table_alloc !== "function") {
+    throw new Error(
+      "Cannot build a RegexFilter: the WebAssembly core given is not this version's wasm/regex_filter.wasm " +
+        "(it lacks table_alloc): load the file of the same release",
+    );
   }
-  view[at++] = sentinel;
-  return at - core.ptr;
+  if (limits) core.set_limits(limits.minimizeMaxTransitions, limits.pairMaxBytes, limits.pairMaxWork);
+  const ptr = core.input_reserve(pattern.length);
+  const view = new Uint8Array(core.memory.buffer);
+  // The translated pattern is ASCII.
+  for (let i = 0; i < pattern.length; i++) view[ptr + i] = pattern.charCodeAt(i);
+  let status: number;
+  try {
+    status = core.compile(pattern.length);
+  } catch (err) {
+    const detail = message(core);
+    throw new RegexCoreError(
+      detail
+        ? `the regex core panicked: ${detail}`
+        : `building the automaton needs more than ${CORE_MEMORY_LIMIT} of memory (${(err as Error).message})`,
+    );
+  }
+  if (status === STATUS_ALWAYS || status === STATUS_NEVER) return { constant: status === STATUS_ALWAYS };
+  if (status !== STATUS_BUILT) throw new RegexCoreError(message(core));
+  const info: AutomatonInfo = {
+    dfaStates: core.info(0),
+    rows: core.info(1),
+    dfaClasses: core.info(2),
+    classes: core.info(3),
+    minimized: core.info(4) === 1,
+    transitions: core.info(5),
+    pairClasses: core.info(6),
+  };
+  return { table: new Uint8Array(core.memory.buffer, core.table_ptr(), core.table_len()).slice(), info };
+}
+
+function message(core: CoreExports): string {
+  try {
+    return new TextDecoder().decode(new Uint8Array(core.memory.buffer, core.message_ptr(), core.message_len()));
+  } catch {
+    return "";
+  }
 }

@@ -1,9 +1,15 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { Buffer } from "node:buffer";
 import { ImproperlyConfigured } from "../../src/errors.ts";
 import type { TrackingEvent } from "../../src/event.ts";
 import { DROP } from "../../src/processor.ts";
 import { loadRegexWasm, RegexFilter, useRegexWasmModule } from "../../src/processors/regex_filter.ts";
+import { currentEngine, placeTable, preferWalker, type WalkerKind } from "../../src/processors/_regex_engine.ts";
+import { compileAutomaton, type CoreLimits } from "../../src/processors/_regex_wasm.ts";
+import { translatePython } from "../../src/processors/_python_regex.ts";
+import { WALKER_HEX } from "../../src/processors/_regex_walker_wasm.ts";
+import { emitWalker } from "../../wasm/tools/emit_walker.ts";
 
 interface Corpus {
   match: { pattern: string; name: string; match: boolean }[];
@@ -38,59 +44,81 @@ function passes(filter: RegexFilter, name: string): boolean {
   return filter.process(event(name)) === undefined;
 }
 
-Deno.test("RegexFilter.matches() agrees with CPython on the whole conformance corpus", () => {
-  const byPattern = new Map<string, Corpus["match"]>();
-  for (const c of corpus.match) {
-    byPattern.set(c.pattern, [...(byPattern.get(c.pattern) ?? []), c]);
+/**
+ * Both walkers: the one that reads the string through JS String Builtins
+ * (Deno has them), and the copy-in walker of runtimes without them (Node.js 20,
+ * Cloudflare Workers), forced here. Filters built inside `fn` use `kind`.
+ */
+const WALKERS: WalkerKind[] = ["js-string", "copy-in"];
+function withWalker<T>(kind: WalkerKind, fn: () => T): T {
+  preferWalker(kind);
+  try {
+    assert.equal(currentEngine().kind, kind);
+    return fn();
+  } finally {
+    preferWalker("js-string");
   }
-  const rejected: string[] = [];
-  let checked = 0;
-  for (const [pattern, cases] of byPattern) {
-    const reason = NEEDS_BACKTRACKING[pattern];
-    if (reason) {
-      assert.throws(
-        () => new RegexFilter({ regularExpressions: [pattern] }),
-        (err: Error) =>
-          err instanceof ImproperlyConfigured && err.message.includes(JSON.stringify(pattern)) &&
-          /backtracking/.test(err.message) && reason.test(err.message),
-      );
-      rejected.push(pattern);
-      continue;
-    }
-    const filter = new RegexFilter({ regularExpressions: [pattern] });
-    for (const c of cases) {
-      assert.equal(filter.matches(c.name), c.match, `${pattern} on ${JSON.stringify(c.name)}`);
-      // Twice: the second answer may come from the decision cache.
-      assert.equal(filter.matches(c.name), c.match, `${pattern} on ${JSON.stringify(c.name)}`);
-      checked++;
-    }
-  }
-  assert.deepEqual(rejected.sort(), Object.keys(NEEDS_BACKTRACKING).sort());
-  assert.ok(checked > 4500);
-});
+}
 
-Deno.test("RegexFilter.process() reproduces every filter decision of the corpus", () => {
-  const filters = new Map<string, RegexFilter | null>();
-  let checked = 0;
-  for (const c of corpus.filter) {
-    const key = JSON.stringify([c.filter_type, c.regular_expressions]);
-    let filter = filters.get(key);
-    if (filter === undefined) {
-      const options = { filterType: c.filter_type, regularExpressions: c.regular_expressions };
-      if (c.regular_expressions.some((p) => FILTER_NEEDS_BACKTRACKING.includes(p))) {
-        assert.throws(() => new RegexFilter(options), /needs backtracking/);
-        filter = null;
-      } else {
-        filter = new RegexFilter(options);
-      }
-      filters.set(key, filter);
+for (const kind of WALKERS) {
+  Deno.test(`RegexFilter.matches() agrees with CPython on the whole conformance corpus (${kind} walker)`, () => {
+    const byPattern = new Map<string, Corpus["match"]>();
+    for (const c of corpus.match) {
+      byPattern.set(c.pattern, [...(byPattern.get(c.pattern) ?? []), c]);
     }
-    if (filter === null) continue;
-    assert.equal(passes(filter, c.name), c.passes, `${key} on ${JSON.stringify(c.name)}`);
-    checked++;
-  }
-  assert.ok(checked > 5000);
-});
+    const rejected: string[] = [];
+    let checked = 0;
+    withWalker(kind, () => {
+      for (const [pattern, cases] of byPattern) {
+        const reason = NEEDS_BACKTRACKING[pattern];
+        if (reason) {
+          assert.throws(
+            () => new RegexFilter({ regularExpressions: [pattern] }),
+            (err: Error) =>
+              err instanceof ImproperlyConfigured && err.message.includes(JSON.stringify(pattern)) &&
+              /backtracking/.test(err.message) && reason.test(err.message),
+          );
+          rejected.push(pattern);
+          continue;
+        }
+        const filter = new RegexFilter({ regularExpressions: [pattern] });
+        for (const c of cases) {
+          assert.equal(filter.matches(c.name), c.match, `${pattern} on ${JSON.stringify(c.name)}`);
+          checked++;
+        }
+      }
+    });
+    assert.deepEqual(rejected.sort(), Object.keys(NEEDS_BACKTRACKING).sort());
+    assert.ok(checked > 4500);
+  });
+}
+
+for (const kind of WALKERS) {
+  Deno.test(`RegexFilter.process() reproduces every filter decision of the corpus (${kind} walker)`, () => {
+    const filters = new Map<string, RegexFilter | null>();
+    let checked = 0;
+    withWalker(kind, () => {
+      for (const c of corpus.filter) {
+        const key = JSON.stringify([c.filter_type, c.regular_expressions]);
+        let filter = filters.get(key);
+        if (filter === undefined) {
+          const options = { filterType: c.filter_type, regularExpressions: c.regular_expressions };
+          if (c.regular_expressions.some((p) => FILTER_NEEDS_BACKTRACKING.includes(p))) {
+            assert.throws(() => new RegexFilter(options), /needs backtracking/);
+            filter = null;
+          } else {
+            filter = new RegexFilter(options);
+          }
+          filters.set(key, filter);
+        }
+        if (filter === null) continue;
+        assert.equal(passes(filter, c.name), c.passes, `${key} on ${JSON.stringify(c.name)}`);
+        checked++;
+      }
+    });
+    assert.ok(checked > 5000);
+  });
+}
 
 Deno.test("RegexFilter rejects the patterns CPython rejects, naming each one", () => {
   const patterns = corpus.invalid.map((c) => c.pattern);
@@ -452,16 +480,17 @@ Deno.test("RegexFilter refuses a plain string instead of a list of patterns, and
   );
   assert.throws(
     () => new RegexFilter({ regexes: [] } as never),
-    { message: "RegexFilter.regexes: unknown option (expected: regularExpressions, filterType, cacheSize)" },
+    { message: "RegexFilter.regexes: unknown option (expected: regularExpressions, filterType)" },
   );
   // The reference's spellings belong to configurations (createTracker), not to the constructor.
   assert.throws(
     () => new RegexFilter({ filter_type: "allowlist" } as never),
     /^ImproperlyConfigured: RegexFilter\.filter_type: unknown option/,
   );
+  // There is no decision cache (a decision costs about what a cache lookup would): no cacheSize option either.
   assert.throws(
-    () => new RegexFilter({ cacheSize: -1 }),
-    /^ImproperlyConfigured: RegexFilter\.cacheSize: must be a non-negative integer, got -1$/,
+    () => new RegexFilter({ cacheSize: 4096 } as never),
+    /^ImproperlyConfigured: RegexFilter\.cacheSize: unknown option/,
   );
   assert.throws(
     () => new RegexFilter(null as never),
@@ -501,10 +530,10 @@ Deno.test("RegexFilter.matches() handles long, non-ASCII and ill-formed names as
   assert.equal(dot.matches("😀"), false);
 });
 
-Deno.test("RegexFilter's decision cache stays correct under a stream of unique names", () => {
-  const patterns = ["edx\\.course\\.[a-z]+\\.\\d+$", "/courses/course-v1:[^/]+/courseware"];
-  for (const cacheSize of [0, 8, 4096]) {
-    const filter = new RegexFilter({ regularExpressions: patterns, cacheSize });
+for (const kind of WALKERS) {
+  Deno.test(`RegexFilter decides a stream of unique names as V8 does (${kind} walker)`, () => {
+    const patterns = ["edx\\.course\\.[a-z]+\\.\\d+$", "/courses/course-v1:[^/]+/courseware"];
+    const filter = withWalker(kind, () => new RegexFilter({ regularExpressions: patterns }));
     const reference = patterns.map((p) => new RegExp(`^(?:${p.replace("$", "\\n?$")})`));
     for (let i = 0; i < 50_000; i++) {
       const name = i % 3 === 0
@@ -514,12 +543,10 @@ Deno.test("RegexFilter's decision cache stays correct under a stream of unique n
         : `edx.course.view.${i}x`;
       const expected = reference.some((re) => re.test(name));
       assert.equal(filter.matches(name), expected, name);
-      // A recurring name is answered from the cache the same way.
-      const again = `edx.course.view.${i % 7}`;
-      assert.equal(filter.matches(again), true);
+      assert.equal(filter.matches(`edx.course.view.${i % 7}`), true);
     }
-  }
-});
+  });
+}
 
 Deno.test("useRegexWasmModule() makes RegexFilter use a precompiled module (Cloudflare Workers)", () => {
   const bytes = readFileSync(new URL("../../wasm/regex_filter.wasm", import.meta.url));
@@ -603,12 +630,13 @@ Deno.test("RegexFilter without a loaded core says how to load it where the packa
       `file://${dir}/src/processors/_regex_wasm.ts`
     );
     assert.throws(
-      () => new copy.RegexCore("a"),
+      () => copy.compileAutomaton("a"),
       /Cannot build a RegexFilter: its WebAssembly core is not loaded \(cannot read file:\/\/.*\/wasm\/regex_filter\.wasm: .*\)\. Call `await loadRegexWasm\(\)` first/,
     );
     await assert.rejects(copy.loadRegexWasm(), /cannot read file:\/\/.*\/wasm\/regex_filter\.wasm/);
     await copy.loadRegexWasm(WASM_URL);
-    assert.equal(new copy.RegexCore("a").isMatch(1), 1);
+    const automaton = copy.compileAutomaton("a");
+    assert.ok(automaton.constant === undefined && automaton.table.length > 0);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -621,4 +649,154 @@ Deno.test("RegexFilter compiles patterns that crash unpatched regex-automata 0.1
   assert.equal(filter.matches("..."), true);
   assert.equal(filter.matches("abcy"), true);
   assert.equal(filter.matches("aab"), false);
+});
+
+Deno.test("the committed walker is what wasm/tools/emit_walker.ts emits, in wasm/ and in its TypeScript copy", () => {
+  const emitted = emitWalker();
+  assert.deepEqual(readFileSync(new URL("../../wasm/regex_walker.wasm", import.meta.url)), Buffer.from(emitted));
+  assert.equal(WALKER_HEX, Buffer.from(emitted).toString("hex"));
+  // Standard encodings only: it validates (where typed references are missing it fails to, and RegexFilter copies in).
+  assert.ok(WebAssembly.validate(emitted));
+});
+
+/** Deterministic PRNG (mulberry32). */
+function rng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Random pattern sets whose Python meaning V8 shares under the `u` flag (no
+ * `$`, `\\w`, flags…), over units that exercise every path of the walkers:
+ * ASCII pairs, two- and three-byte characters, astral ones (surrogate pairs)
+ * and lone surrogates.
+ */
+const UNITS = ["a", "b", ".", "_", "1", "é", "ĳ", "€", "😀", "\ud800", "\udc00"];
+const PYTHON_ATOMS = [
+  "a",
+  "b",
+  "\\.",
+  "_",
+  "1",
+  "é",
+  "ĳ",
+  "€",
+  "😀",
+  "\\ud800",
+  "\\udc00",
+  ".",
+  "[ab1]",
+  "[^a]",
+  "[é-€]",
+];
+function randomPattern(r: () => number): string {
+  const atom = () => PYTHON_ATOMS[Math.floor(r() * PYTHON_ATOMS.length)]!;
+  const piece = () => {
+    const a = r() < 0.15 ? `(?:${atom()}|${atom()}${atom()})` : atom();
+    const q = r();
+    return q < 0.15 ? `${a}*` : q < 0.25 ? `${a}+` : q < 0.32 ? `${a}?` : q < 0.36 ? `${a}{1,3}` : a;
+  };
+  let p = "";
+  for (let n = 1 + Math.floor(r() * 6); n > 0; n--) p += piece();
+  return p;
+}
+function randomName(r: () => number): string {
+  let name = "";
+  for (let n = Math.floor(r() * 12); n > 0; n--) name += UNITS[Math.floor(r() * UNITS.length)];
+  return name;
+}
+
+const CONFIGURATIONS: [string, CoreLimits | undefined][] = [
+  ["minimised, pair entries", undefined],
+  ["unminimised", { minimizeMaxTransitions: 0, pairMaxBytes: 4 << 20, pairMaxWork: 16_000_000 }],
+  ["no pair entries", { minimizeMaxTransitions: 2_000_000, pairMaxBytes: 0, pairMaxWork: 16_000_000 }],
+];
+
+for (const kind of WALKERS) {
+  for (const [configuration, limits] of CONFIGURATIONS) {
+    Deno.test(`random pattern sets: the ${kind} walker over a table ${configuration} decides as V8 does`, () => {
+      const r = rng(kind.length * 7 + configuration.length);
+      const owner = {};
+      withWalker(kind, () => {
+        const engine = currentEngine();
+        for (let set = 0; set < 150; set++) {
+          const patterns = Array.from({ length: 1 + Math.floor(r() * 12) }, () => randomPattern(r));
+          const union = patterns.map((p) => `(?:${(translatePython(p) as { rust: string }).rust})`).join("|");
+          const automaton = compileAutomaton(union, limits);
+          // `\\u{d800}`: V8 reads `\\ud800\\udc00` as one astral character, Python as two.
+          const v8 = new RegExp(`^(?:${patterns.join("|").replace(/\\u(d[89a-f]..)/g, "\\u{$1}")})`, "u");
+          const decide = automaton.constant !== undefined
+            ? () => automaton.constant
+            : ((table) => (name: string) => engine.walk(name, table) === 1)(engine.place(automaton.table, owner));
+          if (automaton.constant === undefined) {
+            if (limits?.minimizeMaxTransitions === 0) assert.ok(!automaton.info.minimized);
+            if (limits?.pairMaxBytes === 0) assert.equal(automaton.info.pairClasses, 0);
+          }
+          for (let n = 0; n < 150; n++) {
+            const name = randomName(r);
+            assert.equal(decide(name), v8.test(name), `${JSON.stringify(patterns)} on ${JSON.stringify(name)}`);
+          }
+        }
+      });
+    });
+  }
+}
+
+Deno.test("a table too large for pair entries still decides, in both walkers", () => {
+  // 4,000 rows × 64² pairs of ASCII classes is past the work the core spends on pair classes.
+  const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
+  const literal = Array.from({ length: 4000 }, (_, i) => alphabet[(i * 7) % alphabet.length]).join("");
+  const automaton = compileAutomaton((translatePython(literal.replaceAll("-", "\\-")) as { rust: string }).rust);
+  assert.ok(automaton.constant === undefined && automaton.info.pairClasses === 0 && automaton.info.rows > 4000);
+  for (const kind of WALKERS) {
+    const filter = withWalker(kind, () => new RegexFilter({ regularExpressions: [literal.replaceAll("-", "\\-")] }));
+    assert.equal(filter.matches(literal), true, kind);
+    assert.equal(filter.matches(literal + "é"), true, kind);
+    assert.equal(filter.matches(literal.slice(0, -1)), false, kind);
+    assert.equal(filter.matches(literal.slice(0, -1) + "é"), false, kind);
+  }
+});
+
+Deno.test("names longer than the copy-in walker's piece (4,096 units) decide alike, a surrogate pair across pieces included", () => {
+  const patterns = [".{4095}😀$", "a{4094}é😀b", "(?:ab){2100}$", "a*\\ud83d$", "b{5000}"];
+  const v8 = new RegExp(`^(?:${patterns.join("|").replace("\\ud83d", "\\u{d83d}")})`, "u");
+  const names = [
+    "a".repeat(4095) + "😀",
+    "a".repeat(4094) + "é😀b",
+    "a".repeat(4094) + "é😀",
+    "a".repeat(4096) + "😀",
+    "ab".repeat(2100),
+    "ab".repeat(2100) + "\n",
+    "ab".repeat(2100) + "a",
+    "a".repeat(4095) + "\ud83d",
+    "a".repeat(4095) + "\ud83d\ude00",
+    "b".repeat(5000),
+    "b".repeat(4999) + "c",
+    "c" + "a".repeat(9000),
+  ];
+  for (const kind of WALKERS) {
+    const filter = withWalker(kind, () => new RegexFilter({ regularExpressions: patterns }));
+    for (const name of names) {
+      // Python's `$` also matches before a final newline.
+      const expected = v8.test(name) || v8.test(name.replace(/\n$/, ""));
+      assert.equal(
+        filter.matches(name),
+        expected,
+        `${kind}: ${name.length} units ending ${JSON.stringify(name.slice(-3))}`,
+      );
+    }
+  }
+});
+
+Deno.test("a full store (256 MiB of tables not collected yet) sends new filters to a new one", () => {
+  // Tables are freed when their filters are garbage-collected, which a loop building filters never waits for.
+  const owners = Array.from({ length: 5 }, () => ({}));
+  const placed = owners.map((owner) => placeTable(new Uint8Array(60 << 20), owner));
+  assert.ok(new Set(placed.map((p) => p.walk)).size >= 2, "the fifth 60 MiB table went to a second store");
+  const filter = new RegexFilter({ regularExpressions: ["edx\\."] });
+  assert.deepEqual([filter.matches("edx.ui"), filter.matches("org.edx")], [true, false]);
 });
