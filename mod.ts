@@ -59,9 +59,29 @@ export type {
 } from "./src/transports/transport.ts";
 export { InProcessQueue, type InProcessQueueOptions } from "./src/transports/in_process_queue.ts";
 export { InProcessBus } from "./src/transports/in_process_bus.ts";
-export { LoggerBackend, type LoggerBackendOptions, type LogLevel, MAX_EVENT_SIZE } from "./src/backends/logger.ts";
+export {
+  type LogFormat,
+  LoggerBackend,
+  type LoggerBackendOptions,
+  type LogLevel,
+  type LogPrefix,
+  MAX_EVENT_SIZE,
+  OPENEDX_MAX_EVENT_SIZE,
+} from "./src/backends/logger.ts";
 export { type NameAllowlistOptions, NameAllowlistProcessor } from "./src/processors/name_allowlist.ts";
 export { type RedactOptions, RedactProcessor } from "./src/processors/redact.ts";
+export {
+  eventTimestamp,
+  isLegacyEvent,
+  LEGACY_CONTEXT_FIELDS,
+  LEGACY_DATA_KEYS,
+  LegacyFieldMappingProcessor,
+  legacyFields,
+  PrefixedEventProcessor,
+  pythonIsoformat,
+  type ShimOptions,
+  trackingLogRecord,
+} from "./src/processors/shim.ts";
 export {
   type FilterType,
   loadRegexWasm,

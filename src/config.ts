@@ -23,6 +23,7 @@ import type { Processor } from "./processor.ts";
 import { nameAllowlistOptions, NameAllowlistProcessor } from "./processors/name_allowlist.ts";
 import { redactOptions, RedactProcessor } from "./processors/redact.ts";
 import { RegexFilter, regexFilterOptions } from "./processors/regex_filter.ts";
+import { LegacyFieldMappingProcessor, PrefixedEventProcessor, shimOptions } from "./processors/shim.ts";
 import { RoutingBackend, routingOptions } from "./routing.ts";
 import { Tracker } from "./tracker.ts";
 import type { BusTransport, QueueTransport } from "./transports/transport.ts";
@@ -302,6 +303,14 @@ function redactEngine() {
   return defineEngine(redactOptions, (options) => new RedactProcessor(options));
 }
 
+function legacyFieldMappingEngine() {
+  return defineEngine(shimOptions, (options) => new LegacyFieldMappingProcessor(options));
+}
+
+function prefixedEventEngine() {
+  return defineEngine(shimOptions, (options) => new PrefixedEventProcessor(options));
+}
+
 /**
  * The built-in engines by ENGINE name (short, then the reference's dotted
  * paths): fixed, and made only when a configuration names them.
@@ -315,6 +324,8 @@ const BUILT_IN: Readonly<Record<string, () => EngineDefinition>> = {
   name_allowlist: nameAllowlistEngine,
   regex_filter: regexFilterEngine,
   redact: redactEngine,
+  legacy_field_mapping: legacyFieldMappingEngine,
+  prefixed_event: prefixedEventEngine,
   "eventtracking.backends.routing.RoutingBackend": routingEngine,
   "eventtracking.backends.logger.LoggerBackend": loggerEngine,
   "eventtracking.backends.async_routing.AsyncRoutingBackend": asyncRoutingEngine,
@@ -323,6 +334,8 @@ const BUILT_IN: Readonly<Record<string, () => EngineDefinition>> = {
   "eventtracking.backends.tests.InMemoryBackend": memoryEngine,
   "eventtracking.processors.whitelist.NameWhitelistProcessor": nameAllowlistEngine,
   "eventtracking.processors.regex_filter.RegexFilter": regexFilterEngine,
+  "track.shim.LegacyFieldMappingProcessor": legacyFieldMappingEngine,
+  "track.shim.PrefixedEventProcessor": prefixedEventEngine,
 };
 
 /** The state of one `createTracker` call. */

@@ -146,7 +146,7 @@ Deno.test("createTracker() wraps an engine's own error with the path", () => {
 Deno.test("createTracker() refuses unknown options, keys and shapes", () => {
   configError(
     () => build({ backends: { log: { ENGINE: "logger", OPTIONS: { max_size: 5 } } } }),
-    "backends.log.OPTIONS.max_size: unknown option (expected: name, level, maxEventSize, path, maxPendingLines, reportIntervalMs)",
+    "backends.log.OPTIONS.max_size: unknown option (expected: name, level, maxEventSize, format, prefix, path, maxPendingLines, reportIntervalMs)",
   );
   // What only code can give (a function, a logger) is not an option of a configuration.
   configError(

@@ -37,4 +37,15 @@ export {
   type RunningCollector,
   startCollector,
 } from "./serve.ts";
+export {
+  type BackfillOptions,
+  type BackfillProgress,
+  type BackfillSummary,
+  backfillTrackingLogs,
+  type BadLine,
+  parseTrackingLogLine,
+  trackingLogEventId,
+  trackingLogJson,
+} from "./backfill.ts";
+export { reopenLogFiles, trackingLogBranch, type TrackingLogBranchOptions, trackingLogPrefix } from "./tracking_log.ts";
 export { type FsyncPolicy, type WalRecord, WriteAheadLog, type WriteAheadLogOptions } from "./write_ahead_log.ts";

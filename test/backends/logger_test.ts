@@ -80,7 +80,7 @@ Deno.test("LoggerBackend refuses a bad level or maxEventSize at construction, na
   refused({ maxPendingLines: 0 }, "LoggerBackend.maxPendingLines: must be a positive integer, got 0");
   refused(
     { max_event_size: 5 },
-    "LoggerBackend.max_event_size: unknown option (expected: name, level, maxEventSize, path, maxPendingLines, write, reportIntervalMs, logger)",
+    "LoggerBackend.max_event_size: unknown option (expected: name, level, maxEventSize, format, prefix, path, maxPendingLines, write, reportIntervalMs, logger)",
   );
   // Still a TypeError, for callers that caught those.
   assert.throws(() => new LoggerBackend({ write: 5 as never }), TypeError);
