@@ -7,7 +7,7 @@
  * @module
  */
 
-import { GroupWriter } from "../_group_writer.ts";
+import { GroupWriter, LineBuffer } from "../_group_writer.ts";
 import { nodeBuiltin } from "../_node_builtin.ts";
 
 type FileHandle = import("node:fs/promises").FileHandle;
@@ -25,7 +25,6 @@ export interface FileSinkOptions {
   onRepair: (bytes: number) => void;
 }
 
-const encoder = new TextEncoder();
 const NEWLINE = 0x0a;
 /** How much of the file's end is read at a time when looking for its last newline. */
 const TAIL_CHUNK = 64 * 1024;
@@ -56,6 +55,8 @@ export class FileSink {
   readonly path: string;
   readonly #options: FileSinkOptions;
   readonly #writer = new GroupWriter<string>((lines) => this.#writeBatch(lines));
+  // One batch is written at a time, so one buffer serves every write.
+  readonly #bytes = new LineBuffer();
   #handle: FileHandle | undefined;
 
   constructor(path: string, options: FileSinkOptions) {
@@ -111,7 +112,7 @@ export class FileSink {
   async #writeBatch(lines: string[]): Promise<void> {
     let failure: Error | undefined;
     try {
-      await this.#append(lines.join("\n") + "\n");
+      await this.#append(this.#bytes.encode([lines]));
     } catch (error) {
       failure = this.#error("write to", error);
     }
@@ -123,9 +124,8 @@ export class FileSink {
     if (failure !== undefined) throw failure;
   }
 
-  async #append(text: string): Promise<void> {
+  async #append(bytes: Uint8Array): Promise<void> {
     const handle = this.#handle ??= await this.#open();
-    const bytes = encoder.encode(text);
     try {
       for (let offset = 0; offset < bytes.length;) {
         const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset);

@@ -108,7 +108,8 @@ const MAX_SUBSCRIBER_BACKLOG = 1024 * 1024;
 export function defaultCollectorConfig(dataDir: string, mongodbUri?: string): TrackerConfig {
   const config: TrackerConfig = {
     backends: {
-      bus: { ENGINE: "event_bus", OPTIONS: { event_bus_tracking_logs: ["*"] } },
+      // Published for the WebSocket subscribers only: nothing here consumes the topic (no nested backends).
+      bus: { ENGINE: "event_bus", OPTIONS: { event_bus_tracking_logs: ["*"], consume: false } },
       tracking_logs: {
         ENGINE: "async_routing",
         OPTIONS: {

@@ -15,7 +15,7 @@
 
 import { consoleLogger, type DiagnosticLogger } from "../diagnostics.ts";
 import { restoreEvent, serializeEvent, type TrackingEvent } from "../event.ts";
-import { GroupWriter } from "../_group_writer.ts";
+import { GroupWriter, LineBuffer } from "../_group_writer.ts";
 import { PendingSet } from "../_pending.ts";
 
 type Fs = typeof import("node:fs/promises");
@@ -53,7 +53,6 @@ export interface WalRecord {
 }
 
 const SEGMENT_NAME = /^\d{16}\.wal$/;
-const encoder = new TextEncoder();
 
 function segmentName(sequence: number): string {
   return `${String(sequence).padStart(16, "0")}.wal`;
@@ -103,7 +102,8 @@ class Record implements WalRecord {
 
 /** One append waiting for its group write; the write records the segment it went to. */
 interface PendingAppend {
-  readonly text: string;
+  /** One JSON line per event, without its newline. */
+  readonly lines: readonly string[];
   readonly events: readonly TrackingEvent[];
   segment?: Segment;
 }
@@ -142,6 +142,8 @@ export class WriteAheadLog {
   #nextSequence: number;
   #current: Segment | undefined;
   readonly #writer = new GroupWriter<PendingAppend>((batch) => this.#write(batch));
+  // One group write at a time, so one buffer serves every write.
+  readonly #bytes = new LineBuffer();
   #unsynced = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closing: Promise<void> | undefined;
@@ -246,9 +248,9 @@ export class WriteAheadLog {
   async append(events: readonly TrackingEvent[]): Promise<WalRecord[]> {
     if (this.#closing !== undefined) throw new Error(`Cannot append to WriteAheadLog ${this.#dir}: it is closed`);
     if (events.length === 0) return [];
-    let text = "";
-    for (const event of events) text += serializeEvent(event) + "\n";
-    const append: PendingAppend = { text, events };
+    const lines: string[] = new Array(events.length);
+    for (let i = 0; i < events.length; i++) lines[i] = serializeEvent(events[i]);
+    const append: PendingAppend = { lines, events };
     await this.#writer.add(append);
     return events.map((event) => new Record(event, append.segment!));
   }
@@ -322,7 +324,7 @@ export class WriteAheadLog {
     let segment: Segment | undefined;
     try {
       segment = await this.#writable();
-      const bytes = encoder.encode(batch.length === 1 ? batch[0].text : batch.map((append) => append.text).join(""));
+      const bytes = this.#bytes.encode(batch.map((append) => append.lines));
       // A write may be partial; the rest follows until all is written.
       for (let offset = 0; offset < bytes.length;) {
         offset += (await segment.handle!.write(bytes, offset, bytes.length - offset)).bytesWritten;

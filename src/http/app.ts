@@ -10,11 +10,14 @@ import type { HonoApp, HonoContext } from "./_hono.ts";
 import { consoleLogger, type DiagnosticLogger } from "../diagnostics.ts";
 import type { TrackingEvent } from "../event.ts";
 import { toPrometheus } from "../metrics.ts";
-import type { Tracker } from "../tracker.ts";
+import type { EventEmitter, Tracker } from "../tracker.ts";
 import { clientBearerAuth, type Tokens } from "./auth.ts";
 import { httpError, httpExceptionResponse, isHttpException } from "./errors.ts";
-import { requestEmitter, trackingContext, type TrackingVariables } from "./tracking_context.ts";
+import { requestContext, requestEmitter, type TrackingVariables } from "./tracking_context.ts";
 import { ClientGone, type CollectorLimits, resolveLimits, validEvents } from "./validate.ts";
+
+const REQUEST_SCOPE = "edx.request";
+const JSON_HEADERS = { "content-type": "application/json" };
 
 /** Options of {@linkcode createCollectorApp}. */
 export interface CollectorOptions {
@@ -139,38 +142,54 @@ export function createCollectorApp(options: CollectorOptions): CollectorApp {
     refuseIfBusy();
     return next();
   };
+  const unavailable = (accepted: readonly TrackingEvent[], error: unknown): never => {
+    if (isHttpException(error)) throw error;
+    logger.error(`Collector: could not take in ${accepted.length} event(s); answered 503`, error);
+    throw httpError(503, "unavailable", "The collector could not store the events; retry later", {
+      retryAfter: 1,
+      cause: error,
+    });
+  };
+  // The 202: `{"accepted":n,"ids":[...]}`, built as text (ids are UUIDs: nothing to escape).
+  const answer = (c: HonoContext, accepted: readonly TrackingEvent[]): Response => {
+    if (waitUntil !== undefined) {
+      waitUntil(
+        c,
+        tracker.flush().catch((error) => logger.error("Collector: flush failed", error)),
+      );
+    }
+    let ids = "";
+    for (let i = 0; i < accepted.length; i++) ids += (i === 0 ? '"' : ',"') + accepted[i].id + '"';
+    return new Response(`{"accepted":${accepted.length},"ids":[${ids}]}`, { status: 202, headers: JSON_HEADERS });
+  };
 
   app.post(
     "/v1/events",
     shedLoad,
     validEvents<CollectorEnv>(limits),
-    trackingContext({ tracker, clientIp, extra: (c) => ({ client: c.get("client") }) }),
-    async function acceptEvents(c) {
+    function acceptEvents(c) {
       const events = c.req.valid("json");
       // Again once the body is in: reading it took time, and the queues may have filled meanwhile.
       refuseIfBusy();
-      const scope = c.get("trackingContext");
+      // The request scope, entered once for every event of the request: a view of the tracker rather than
+      // an async-local scope around the rest of the request, since nothing else is emitted while handling it.
+      const scope = requestContext(c, clientIp);
+      scope.client = c.get("client");
+      c.set("trackingContext", scope);
+      let request: EventEmitter | undefined;
       const accepted = events.map((event) =>
-        requestEmitter(tracker, scope, event.context).createEvent(event.name, event.data)
+        event.context === undefined
+          ? (request ??= tracker.withContext(REQUEST_SCOPE, scope)).createEvent(event.name, event.data)
+          : requestEmitter(tracker, scope, event.context, REQUEST_SCOPE).createEvent(event.name, event.data)
       );
+      let taken: void | Promise<void>;
       try {
-        await intake(accepted);
+        taken = intake(accepted);
       } catch (error) {
-        if (isHttpException(error)) throw error;
-        logger.error(`Collector: could not take in ${accepted.length} event(s); answered 503`, error);
-        throw httpError(503, "unavailable", "The collector could not store the events; retry later", {
-          retryAfter: 1,
-          cause: error,
-        });
+        return unavailable(accepted, error);
       }
-      const ids = accepted.map((event) => event.id);
-      if (waitUntil !== undefined) {
-        waitUntil(
-          c,
-          tracker.flush().catch((error) => logger.error("Collector: flush failed", error)),
-        );
-      }
-      return c.json({ accepted: ids.length, ids }, 202);
+      if (taken === undefined) return answer(c, accepted);
+      return taken.then(() => answer(c, accepted), (error) => unavailable(accepted, error));
     },
   );
 

@@ -31,9 +31,12 @@ function sameDigest(a: Uint8Array, b: Uint8Array): boolean {
  * `hono/bearer-auth` over the configured tokens: sets the Hono variable
  * `client` to the authenticated client's name. Tokens are compared as SHA-256
  * digests, in constant time, against every client, so timing reveals neither
- * a token nor a client. Every refusal is a 401 with `WWW-Authenticate: Bearer …`
- * (as Hono words it) and the JSON body `{ error: "unauthorized", message }`;
- * without any token configured, every request is refused.
+ * a token nor a client. A token that matched is remembered by its full text
+ * (at most one entry per configured token), so later requests with it skip
+ * the digest; any other token is digested and compared every time. Every
+ * refusal is a 401 with `WWW-Authenticate: Bearer …` (as Hono words it) and
+ * the JSON body `{ error: "unauthorized", message }`; without any token
+ * configured, every request is refused.
  *
  * @example Protect routes of your own, one token per client
  * ```ts
@@ -73,6 +76,18 @@ export function clientBearerAuth(tokens: Tokens | undefined): HonoMiddleware<{ V
   }
   // Digested on first use: Web Crypto is asynchronous, and a Worker may not start work outside a request.
   let clients: Promise<{ client: string; digest: Uint8Array }[]> | undefined;
+  // Tokens verified once, whole string → client: a known token skips the digest from then on. Only a token
+  // whose digest matched enters it, so it holds at most one entry per configured token; any other token
+  // (unknown, wrong, a prefix of a right one) takes the constant-time comparison of digests every time.
+  const verified = new Map<string, string>();
+  const verify = async (token: string): Promise<string | undefined> => {
+    clients ??= Promise.all(entries.map(async ([client, token]) => ({ client, digest: await digest(token) })));
+    const given = await digest(token);
+    let found: string | undefined;
+    for (const { client, digest } of await clients) if (sameDigest(given, digest)) found ??= client;
+    if (found !== undefined && verified.size < entries.length) verified.set(token, found);
+    return found;
+  };
   const unauthorized = (message: string) => () =>
     Response.json({
       error: "unauthorized",
@@ -81,15 +96,18 @@ export function clientBearerAuth(tokens: Tokens | undefined): HonoMiddleware<{ V
   const missing = unauthorized("Missing bearer token: send 'Authorization: Bearer <token>'");
   return bearerAuth<{ Variables: { client: string } }>({
     realm: "event-tracking",
-    async verifyToken(token, c) {
+    verifyToken(token, c) {
       if (entries.length === 0) return false;
-      clients ??= Promise.all(entries.map(async ([client, token]) => ({ client, digest: await digest(token) })));
-      const given = await digest(token);
-      let found: string | undefined;
-      for (const { client, digest } of await clients) if (sameDigest(given, digest)) found ??= client;
-      if (found === undefined) return false;
-      c.set("client", found);
-      return true;
+      const known = verified.get(token);
+      if (known !== undefined) {
+        c.set("client", known);
+        return true;
+      }
+      return verify(token).then((found) => {
+        if (found === undefined) return false;
+        c.set("client", found);
+        return true;
+      });
     },
     noAuthenticationHeader: { message: missing },
     // Hono answers a malformed header 400; the collector keeps 401 for every refusal.

@@ -48,15 +48,18 @@ export function requestContext(c: Context, clientIp?: (c: Context) => string | u
   const headers = c.req.raw.headers;
   const given = headers.get("x-request-id");
   const url = new URL(c.req.url);
+  // Keys are added only when they have a value (a deleted key would leave the object slow to copy).
   const context: Record<string, unknown> = {
     request_id: given !== null && REQUEST_ID.test(given) ? given : crypto.randomUUID(),
-    ip: (clientIp ?? ((c) => c.req.header("cf-connecting-ip")))(c),
-    agent: headers.get("user-agent") ?? undefined,
-    host: headers.get("host") ?? url.host,
-    path: url.pathname,
-    referer: headers.get("referer") ?? undefined,
   };
-  for (const key of Object.keys(context)) if (context[key] === undefined) delete context[key];
+  const ip = (clientIp ?? ((c) => c.req.header("cf-connecting-ip")))(c);
+  if (ip !== undefined) context.ip = ip;
+  const agent = headers.get("user-agent");
+  if (agent !== null) context.agent = agent;
+  context.host = headers.get("host") ?? url.host;
+  context.path = url.pathname;
+  const referer = headers.get("referer");
+  if (referer !== null) context.referer = referer;
   return context;
 }
 

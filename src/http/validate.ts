@@ -92,11 +92,40 @@ export class ClientGone extends Error {
  * @throws {ClientGone} If the connection failed while reading.
  */
 export async function readBody(request: Request, maxBytes: number): Promise<string> {
-  const tooLarge = () => httpError(413, "payload_too_large", `The request body is over ${maxBytes} bytes`);
   const declared = Number(request.headers.get("content-length") ?? "NaN");
-  if (declared > maxBytes) throw tooLarge();
+  if (declared > maxBytes) throw tooLarge(maxBytes);
   if (request.body === null) return "";
-  const reader = request.body.getReader();
+  let bytes: Uint8Array;
+  if (declared >= 0) {
+    // A declared length within the limit: the runtime reads the whole body at once (the HTTP server holds
+    // the request to that length).
+    try {
+      bytes = new Uint8Array(await request.arrayBuffer());
+    } catch (error) {
+      // The body fails only when the connection does: the client went away mid-request.
+      throw new ClientGone(error);
+    }
+    if (bytes.byteLength > maxBytes) throw tooLarge(maxBytes);
+  } else {
+    bytes = await readChunked(request.body, maxBytes);
+  }
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw httpError(400, "invalid_encoding", "The request body is not valid UTF-8");
+  }
+}
+
+// Fatal: bytes that are not UTF-8 throw. One decoder serves every call (each decode is whole, never streamed).
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+function tooLarge(maxBytes: number) {
+  return httpError(413, "payload_too_large", `The request body is over ${maxBytes} bytes`);
+}
+
+// A body of no declared length is read chunk by chunk, and refused as soon as it passes the limit.
+async function readChunked(body: ReadableStream<Uint8Array>, maxBytes: number): Promise<Uint8Array> {
+  const reader = body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
@@ -104,7 +133,6 @@ export async function readBody(request: Request, maxBytes: number): Promise<stri
     try {
       chunk = await reader.read();
     } catch (error) {
-      // The body stream fails only when the connection does: the client went away mid-request.
       throw new ClientGone(error);
     }
     const { done, value } = chunk;
@@ -112,24 +140,18 @@ export async function readBody(request: Request, maxBytes: number): Promise<stri
     size += value.byteLength;
     if (size > maxBytes) {
       await reader.cancel();
-      throw tooLarge();
+      throw tooLarge(maxBytes);
     }
     chunks.push(value);
   }
-  let bytes = chunks[0] ?? new Uint8Array();
-  if (chunks.length > 1) {
-    bytes = new Uint8Array(size);
-    let offset = 0;
-    for (const chunk of chunks) {
-      bytes.set(chunk, offset);
-      offset += chunk.byteLength;
-    }
+  if (chunks.length === 1) return chunks[0];
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
   }
-  try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    throw httpError(400, "invalid_encoding", "The request body is not valid UTF-8");
-  }
+  return bytes;
 }
 
 const MAX_DEPTH = 32;
@@ -274,6 +296,51 @@ export function eventsSchema(
 }
 
 /**
+ * The events of a parsed body that {@linkcode eventsSchema} certainly accepts, checked in one plain pass
+ * (the same rules, without valibot's per-event bookkeeping); `undefined` when the body is not plainly
+ * valid — wrong in any way, or an event that may be over the size limit — so that the schema decides and
+ * words its issues. The events are the body's own objects: for them the schema's output has the same
+ * keys and values.
+ */
+export function plainlyValidEvents(body: unknown, limits: ResolvedLimits): IncomingEvent[] | undefined {
+  if (!isPlainObject(body)) return undefined;
+  let events: unknown[];
+  if ("events" in body) {
+    for (const key in body) if (key !== "events") return undefined;
+    const batch = body.events;
+    if (!Array.isArray(batch) || batch.length === 0 || batch.length > limits.maxBatchSize) return undefined;
+    events = batch;
+  } else {
+    events = [body];
+  }
+  const { maxNameLength, maxEventBytes } = limits;
+  for (let i = 0; i < events.length; i++) {
+    const event = events[i];
+    if (!isPlainObject(event)) return undefined;
+    const { name, data, context } = event;
+    if (typeof name !== "string" || name.length === 0 || name.length > maxNameLength) return undefined;
+    let bound = 11 + 6 * name.length;
+    for (const key in event) {
+      if (key === "name") continue;
+      if (key === "data") {
+        const size = sizeBound(data, MAX_DEPTH);
+        if (size < 0) return undefined;
+        bound += 8 + size;
+      } else if (key === "context") {
+        if (!isPlainObject(context)) return undefined;
+        const size = sizeBound(context, MAX_DEPTH);
+        if (size < 0) return undefined;
+        bound += 11 + size;
+      } else {
+        return undefined;
+      }
+    }
+    if (bound > maxEventBytes) return undefined;
+  }
+  return events as IncomingEvent[];
+}
+
+/**
  * The 400 for a body that failed {@linkcode eventsSchema}: `invalid_body` or
  * `too_many_events` for the body itself, else `invalid_events` naming each
  * problem by event index and field.
@@ -338,6 +405,8 @@ export function parseEvents(text: string, limits: ResolvedLimits): IncomingEvent
   } catch {
     throw invalidJson(text);
   }
+  const events = plainlyValidEvents(body, limits);
+  if (events !== undefined) return events;
   const result = v.safeParse(schemaFor(limits), body);
   if (!result.success) throw refusal(result.issues);
   return result.output;
@@ -350,8 +419,9 @@ export type EventsInput = { in: { json: unknown }; out: { json: IncomingEvent[] 
  * The middlewares of `POST /v1/events` that read and check the body: the
  * body is read within `maxBodyBytes` (413), as UTF-8 (400), and taken as
  * JSON whatever its Content-Type (`navigator.sendBeacon` sends `text/plain`,
- * `curl -d` a form type); then `@hono/valibot-validator` checks it against
- * {@linkcode eventsSchema} and answers each problem as a 400 in the
+ * `curl -d` a form type). A body that {@linkcode plainlyValidEvents} takes
+ * goes on as it is; any other goes through `@hono/valibot-validator` with
+ * {@linkcode eventsSchema}, which answers each problem as a 400 in the
  * collector's shape. A client that goes away while its body is read throws
  * {@linkcode ClientGone}.
  */
@@ -361,6 +431,18 @@ export function validEvents<E extends Env = Env>(limits: ResolvedLimits): Middle
   }) as MiddlewareHandler;
   return async function validEvents(c, next) {
     const text = await readBody(c.req.raw, limits.maxBodyBytes);
+    // A body the schema plainly accepts is taken as it is; any other goes through the validator, which words its 400.
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    const events = plainlyValidEvents(body, limits);
+    if (events !== undefined) {
+      c.req.addValidatedData("json", events);
+      return next();
+    }
     // Hono's validator reads the body from this cache, and only for a JSON Content-Type.
     (c.req.bodyCache as { text?: Promise<string> }).text = Promise.resolve(text);
     const mediaType = (c.req.header("content-type") ?? "").split(";")[0].trim();

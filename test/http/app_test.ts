@@ -322,3 +322,91 @@ Deno.test("createCollectorApp() answers an HTTPException of its own handlers as 
     assert.deepEqual(await response.json(), body);
   }
 });
+
+/** Runs `fn` while counting the SHA-256 digests Web Crypto computes. */
+async function countingDigests<T>(fn: (count: () => number) => Promise<T>): Promise<T> {
+  const subtle = crypto.subtle;
+  const original = subtle.digest;
+  let digests = 0;
+  Object.defineProperty(subtle, "digest", {
+    configurable: true,
+    value: (...args: Parameters<SubtleCrypto["digest"]>) => {
+      digests++;
+      return original.apply(subtle, args);
+    },
+  });
+  try {
+    return await fn(() => digests);
+  } finally {
+    delete (subtle as { digest?: unknown }).digest;
+  }
+}
+
+Deno.test("createCollectorApp() digests a valid token once, then knows it; other tokens are digested every time", async () => {
+  const sink = new InMemoryBackend();
+  const app = createCollectorApp({
+    tracker: new Tracker({ backends: { sink } }),
+    token: { lms: "t-lms", studio: "t-studio" },
+  });
+  const post = async (token: string) => {
+    const response = await app.request("/v1/events", {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` },
+      body: '{"name":"a"}',
+    });
+    await response.body?.cancel();
+    return response.status;
+  };
+  await countingDigests(async (digests) => {
+    assert.equal(await post("t-studio"), 202);
+    assert.equal(digests(), 3, "the two configured tokens, then the one given");
+    assert.equal(await post("t-studio"), 202);
+    assert.equal(await post("t-studio"), 202);
+    assert.equal(digests(), 3, "a token verified once is not digested again");
+    for (const wrong of ["nope", "t-studio-", "t-stud", "nope"]) assert.equal(await post(wrong), 401, wrong);
+    assert.equal(digests(), 7, "every unknown token is compared as a digest, each time it comes");
+    assert.equal(await post("t-lms"), 202);
+    assert.equal(await post("t-lms"), 202);
+    assert.equal(digests(), 8);
+  });
+  assert.deepEqual(sink.events.map((event) => event.context.client), [
+    "studio",
+    "studio",
+    "studio",
+    "lms",
+    "lms",
+  ]);
+});
+
+Deno.test("createCollectorApp() gives every request its own scope, shared by the events of its batch", async () => {
+  const sink = new InMemoryBackend();
+  const tracker = new Tracker({ backends: { sink } });
+  tracker.enterContext("service", { service: "collector", path: "overridden" });
+  const app = createCollectorApp({ tracker, token: "s3cret-token" });
+  const post = (id: string, body: unknown) =>
+    app.request("/v1/events", {
+      method: "POST",
+      headers: { ...auth, "x-request-id": id },
+      body: JSON.stringify(body),
+    });
+  const responses = await Promise.all([
+    post("req-1", { events: [{ name: "a" }, { name: "b", context: { course_id: "c1", request_id: "spoofed" } }] }),
+    post("req-2", { name: "c" }),
+  ]);
+  assert.deepEqual(responses.map((response) => response.status), [202, 202]);
+  const bodies = await Promise.all(responses.map((response) => response.json()));
+  assert.deepEqual(bodies.map((body) => body.accepted), [2, 1]);
+  const byName = Object.fromEntries(sink.events.map((event) => [event.name, event]));
+  assert.deepEqual(bodies.flatMap((body) => body.ids), ["a", "b", "c"].map((name) => byName[name].id));
+  assert.equal(byName.a.context.request_id, "req-1");
+  assert.equal(byName.b.context.request_id, "req-1", "the request scope wins over the event's own context");
+  assert.equal(byName.b.context.course_id, "c1");
+  assert.equal(byName.c.context.request_id, "req-2");
+  for (const event of sink.events) {
+    assert.equal(event.context.service, "collector", "process-wide scopes still apply");
+    assert.equal(event.context.path, "/v1/events");
+    assert.equal(event.context.client, "default");
+  }
+  assert.deepEqual(tracker.resolveContext(), { service: "collector", path: "overridden" });
+  await tracker.close();
+});
