@@ -396,9 +396,11 @@ async function main(args: string[]): Promise<number> {
   const env = Deno.env.toObject();
   const dataDir = env.EVENT_TRACKING_DATA_DIR || "data";
   const mongodbUri = env.MONGODB_URI || undefined;
-  const config = env.EVENT_TRACKING_CONFIG
-    ? await loadConfig(env.EVENT_TRACKING_CONFIG)
-    : defaultCollectorConfig(dataDir, mongodbUri);
+  const config = env.EVENT_TRACKING_CONFIG ? await loadConfig(env.EVENT_TRACKING_CONFIG) : defaultCollectorConfig(
+    dataDir,
+    mongodbUri,
+    (await import("./tracking_log.ts")).trackingLogPrefix(env.EVENT_TRACKING_LOG_PREFIX),
+  );
   const text = JSON.stringify(config);
   const engines = MONGO_ENGINE_NAMES.some((name) => text.includes(`"ENGINE":${JSON.stringify(name)}`))
     ? (await import("../backends/mongo.ts")).mongoEngines(mongodbUri)

@@ -14,7 +14,8 @@
  * `EVENT_TRACKING_CONFIG` (a JSON file path or inline JSON in the
  * `createTracker` format), `EVENT_TRACKING_DATA_DIR` (default `./data`),
  * `EVENT_TRACKING_FSYNC` (`interval`, the default, `always` or `off`),
- * `EVENT_TRACKING_SHUTDOWN_TIMEOUT_S` (default 20), `MONGODB_URI`. The
+ * `EVENT_TRACKING_SHUTDOWN_TIMEOUT_S` (default 20), `EVENT_TRACKING_LOG_PREFIX`
+ * (`tutor` or none: the prefix of `<dataDir>/tracking.log`), `MONGODB_URI`. The
  * MongoDB driver (`@edx/event-tracking/mongo`) is loaded only when the tree
  * has a MongoDB branch. `deno task replay` builds the same tree and feeds its
  * dead letters back.
@@ -25,7 +26,13 @@
 import type { Context } from "hono";
 import { AsyncRoutingBackend } from "../backends/async_routing.ts";
 import { EventBusBackend } from "../backends/event_bus.ts";
-import { createTracker, type Engine, MONGO_ENGINE_NAMES, type TrackerConfig } from "../config.ts";
+import {
+  createTracker,
+  type CreateTrackerOptions,
+  type Engine,
+  MONGO_ENGINE_NAMES,
+  type TrackerConfig,
+} from "../config.ts";
 import { consoleLogger, type DiagnosticLogger } from "../diagnostics.ts";
 import { serializeEvent } from "../event.ts";
 import { RegexFilter } from "../processors/regex_filter.ts";
@@ -36,6 +43,10 @@ import { httpError } from "../http/errors.ts";
 import type { CollectorLimits } from "../http/validate.ts";
 import { openWriteAheadIntake } from "./_wal_intake.ts";
 import type { FsyncPolicy } from "./write_ahead_log.ts";
+import type { LogPrefix } from "../backends/logger.ts";
+import { reopenLogFiles, trackingLogBranch, trackingLogPrefix } from "./tracking_log.ts";
+import { redisBusFromEnv, type RedisBusSetup } from "../redis/env.ts";
+import { asyncBusBranches, checkEventBusTree, resolvePresets } from "../redis/presets.ts";
 
 /** Options of {@linkcode startCollector}. */
 export interface CollectorServerOptions {
@@ -51,6 +62,8 @@ export interface CollectorServerOptions {
   dataDir?: string;
   /** Adds a MongoDB branch to the default tree, and is the server of `mongo` sinks that name none. */
   mongodbUri?: string;
+  /** The logging prefix of the default tree's `<dataDir>/tracking.log` (`EVENT_TRACKING_LOG_PREFIX`). @default none: bare lines */
+  trackingLogPrefix?: LogPrefix;
   /**
    * Engines beyond the built-in ones, by ENGINE name. @default the `mongo`
    * engines of `@edx/event-tracking/mongo` when the tree has a MongoDB sink
@@ -71,6 +84,14 @@ export interface CollectorServerOptions {
   writeAheadLog?: false | { fsync?: FsyncPolicy; fsyncIntervalMs?: number };
   /** How long `shutdown()` may take, in milliseconds, before what is left is dead-lettered. @default 20000 */
   shutdownTimeoutMs?: number;
+  /**
+   * Makes the bus of each `event_bus` branch, as `createTracker`'s option does:
+   * e.g. the Redis Streams bus of `redisBusFromEnv` (`@edx/event-tracking/redis`).
+   * The default tree's bus branch then sits under an async router, so a failed
+   * publish is retried and dead-lettered. Close the bus after `shutdown()`.
+   * @default an in-process bus
+   */
+  busTransport?: CreateTrackerOptions["busTransport"];
 }
 
 /** A running collector. */
@@ -92,8 +113,10 @@ const MAX_SUBSCRIBER_BACKLOG = 1024 * 1024;
 
 /**
  * The embedded defaults: every event to `<dataDir>/events.jsonl` through an
- * async branch (dead letters under `<dataDir>/dead-letters/`), every event on
- * the in-process bus for WebSocket subscribers, and a MongoDB branch when a
+ * async branch (dead letters under `<dataDir>/dead-letters/`), every event to
+ * `<dataDir>/tracking.log` as the LMS writes it (through the shim processors;
+ * `trackingLogPrefix: "tutor"` adds Tutor's prefix), every event on the
+ * in-process bus for WebSocket subscribers, and a MongoDB branch when a
  * URI is given.
  *
  * @example
@@ -102,10 +125,14 @@ const MAX_SUBSCRIBER_BACKLOG = 1024 * 1024;
  * import assert from "node:assert/strict";
  *
  * const config = defaultCollectorConfig("data");
- * assert.deepEqual(Object.keys(config.backends!), ["bus", "tracking_logs"]);
+ * assert.deepEqual(Object.keys(config.backends!), ["bus", "tracking_logs", "openedx_tracking_log"]);
  * ```
  */
-export function defaultCollectorConfig(dataDir: string, mongodbUri?: string): TrackerConfig {
+export function defaultCollectorConfig(
+  dataDir: string,
+  mongodbUri?: string,
+  trackingLogPrefix?: LogPrefix,
+): TrackerConfig {
   const config: TrackerConfig = {
     backends: {
       // Published for the WebSocket subscribers only: nothing here consumes the topic (no nested backends).
@@ -118,6 +145,8 @@ export function defaultCollectorConfig(dataDir: string, mongodbUri?: string): Tr
           },
         },
       },
+      // The LMS's tracking log, for Aspects' Vector and event-routing-backends; reopened on SIGHUP.
+      openedx_tracking_log: trackingLogBranch(dataDir, { prefix: trackingLogPrefix }),
     },
   };
   if (mongodbUri) {
@@ -127,6 +156,17 @@ export function defaultCollectorConfig(dataDir: string, mongodbUri?: string): Tr
     };
   }
   return config;
+}
+
+// On a bus of its own (Redis), the default tree's bus branch goes under an async router: retried, dead-lettered.
+function collectorConfig(
+  dataDir: string,
+  mongodbUri: string | undefined,
+  trackingLogPrefix: LogPrefix | undefined,
+  busTransport: CreateTrackerOptions["busTransport"],
+): TrackerConfig {
+  const config = defaultCollectorConfig(dataDir, mongodbUri, trackingLogPrefix);
+  return busTransport === undefined ? config : asyncBusBranches(config);
 }
 
 function busSubscriber(tracker: Tracker): ((c: Context) => Response) | undefined {
@@ -204,12 +244,20 @@ export async function startCollector(options: CollectorServerOptions): Promise<R
   const logger = options.logger ?? consoleLogger;
   const dataDir = options.dataDir ?? "data";
   const shutdownTimeoutMs = options.shutdownTimeoutMs ?? 20_000;
-  const config = options.config ?? defaultCollectorConfig(dataDir, options.mongodbUri);
+  const config = options.config ??
+    collectorConfig(dataDir, options.mongodbUri, options.trackingLogPrefix, options.busTransport);
   const tracker = createTracker(config, {
     logger,
     dataDir,
     engines: options.engines ?? await mongoEnginesFor(config, options.mongodbUri),
+    busTransport: options.busTransport,
   });
+  try {
+    checkEventBusTree(tracker, { logger }); // two event-bus backends publishing one event to one stream
+  } catch (error) {
+    await tracker.close();
+    throw error;
+  }
   const wal = options.writeAheadLog === false
     ? undefined
     : await openWriteAheadIntake(tracker, { dir: `${dataDir}/wal`, logger, ...options.writeAheadLog });
@@ -268,11 +316,13 @@ async function mongoEnginesFor(
 
 async function loadConfig(value: string): Promise<TrackerConfig> {
   const text = value.trimStart().startsWith("{") ? value : await Deno.readTextFile(value);
+  let config: TrackerConfig;
   try {
-    return JSON.parse(text);
+    config = JSON.parse(text);
   } catch (error) {
     throw new SyntaxError(`Cannot read EVENT_TRACKING_CONFIG: not JSON (${(error as Error).message})`);
   }
+  return resolvePresets(config); // "preset:aspects" and the like, in allowlists
 }
 
 /**
@@ -309,8 +359,10 @@ interface Environment {
   config: TrackerConfig | undefined;
   dataDir: string;
   mongodbUri: string | undefined;
+  trackingLogPrefix: LogPrefix | undefined;
   fsync: FsyncPolicy;
   shutdownTimeoutMs: number;
+  redis: RedisBusSetup | undefined;
 }
 
 const FSYNC_POLICIES: readonly FsyncPolicy[] = ["interval", "always", "off"];
@@ -337,19 +389,24 @@ async function readEnvironment(): Promise<Environment> {
     config,
     dataDir: env.EVENT_TRACKING_DATA_DIR || "data",
     mongodbUri: env.MONGODB_URI || undefined,
+    trackingLogPrefix: trackingLogPrefix(env.EVENT_TRACKING_LOG_PREFIX),
     fsync,
     shutdownTimeoutMs: timeout * 1000,
+    // EVENT_BUS_REDIS_CONNECTION_URL, EVENT_BUS_TOPIC_PREFIX, EVENT_BUS_REDIS_STREAM_MAX_LEN, EVENTS_SERVICE_NAME
+    redis: await redisBusFromEnv(env),
   };
 }
 
 // `deno task replay`: the same tree as the server, its dead letters fed back, delivered, then exit.
 async function replay(): Promise<void> {
   const env = await readEnvironment();
-  const config = env.config ?? defaultCollectorConfig(env.dataDir, env.mongodbUri);
+  const busTransport = env.redis?.busTransport;
+  const config = env.config ?? collectorConfig(env.dataDir, env.mongodbUri, env.trackingLogPrefix, busTransport);
   const engines = await mongoEnginesFor(config, env.mongodbUri);
-  const tracker = createTracker(config, { dataDir: env.dataDir, engines });
+  const tracker = createTracker(config, { dataDir: env.dataDir, engines, busTransport });
   const replayed = await replayDeadLetters(tracker);
   await tracker.close();
+  await env.redis?.close();
   for (const [path, count] of Object.entries(replayed)) console.log(`${path}: ${count} dead letter(s) replayed`);
 }
 
@@ -384,15 +441,34 @@ async function serve(): Promise<void> {
       console.error(`Shutdown did not finish ${seconds + 5} s after ${signal}; exiting`);
       Deno.exit(1);
     }, env.shutdownTimeoutMs + 5_000);
-    started.promise.then((collector) => collector.shutdown()).then(() => Deno.exit(0), (error) => {
-      console.error("Shutdown failed", error);
-      Deno.exit(1);
-    });
+    started.promise.then((collector) => collector.shutdown()).then(() => env.redis?.close()).then(
+      () => Deno.exit(0),
+      (error) => {
+        console.error("Shutdown failed", error);
+        Deno.exit(1);
+      },
+    );
   };
   // Listening for signals before announcing the address: a supervisor may send one right away.
   Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
   Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
-  const collector = await startCollector({ ...env, port, hostname, token, writeAheadLog: { fsync: env.fsync } });
+  // logrotate's convention: after it has moved the log files away, SIGHUP makes the next lines go to new files.
+  Deno.addSignalListener("SIGHUP", () => {
+    started.promise.then((collector) => reopenLogFiles(collector.tracker)).then(
+      (paths) => console.error(`SIGHUP: reopened ${paths.join(", ") || "no log file"}`),
+      (error) => console.error("SIGHUP: cannot reopen the log files", error),
+    );
+  });
+  const { redis, ...settings } = env;
+  const collector = await startCollector({
+    ...settings,
+    port,
+    hostname,
+    token,
+    writeAheadLog: { fsync: env.fsync },
+    busTransport: redis?.busTransport,
+  });
+  if (redis) console.error(`Event bus: ${redis.description}`);
   started.resolve(collector);
   console.error(
     `Event collector listening on ${collector.url}\n` +

@@ -30,7 +30,8 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
  * What the request scope carries: request id (from a well-formed
- * `X-Request-Id`, or a new UUID), ip, user agent, host, path and referer.
+ * `X-Request-Id`, or a new UUID), ip, user agent, host, path, referer and
+ * accept language (`accept_language`, as the LMS records it).
  * Keys without a value are left out.
  *
  * @example In a route of your own
@@ -60,13 +61,16 @@ export function requestContext(c: Context, clientIp?: (c: Context) => string | u
   context.path = url.pathname;
   const referer = headers.get("referer");
   if (referer !== null) context.referer = referer;
+  // The LMS's tracking middleware records it too: Open edX tracking-log lines carry it.
+  const acceptLanguage = headers.get("accept-language");
+  if (acceptLanguage !== null) context.accept_language = acceptLanguage;
   return context;
 }
 
 /**
  * Opens a named context scope around the rest of the request, so that every
  * event emitted while handling it carries the request's id, ip, user agent,
- * host, path and referer. Concurrent requests never see each other's scope.
+ * host, path, referer and accept language. Concurrent requests never see each other's scope.
  *
  * @example Embed the tracker in a Hono app
  * ```ts

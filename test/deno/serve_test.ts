@@ -270,3 +270,34 @@ Deno.test("GET /v1/bus/subscribe?topic= picks one event_bus branch: each event a
   await collector.shutdown();
   await Deno.remove(dataDir, { recursive: true });
 });
+
+Deno.test("startCollector() on embedded defaults also writes the LMS's tracking log, Tutor-prefixed when asked", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const collector = await startCollector({
+    port: 0,
+    hostname: "127.0.0.1",
+    token: TOKEN,
+    dataDir,
+    trackingLogPrefix: "tutor",
+  });
+  const response = await fetch(`${collector.url}/v1/events`, {
+    method: "POST",
+    headers: { ...auth, "accept-language": "fr" },
+    body: JSON.stringify({ name: "edx.ui.click", data: { x: "é" }, context: { user_id: 3, username: "ada" } }),
+  });
+  assert.equal(response.status, 202);
+  const [id] = (await response.json() as { ids: string[] }).ids;
+  await collector.shutdown();
+  const lines = (await Deno.readTextFile(`${dataDir}/tracking.log`)).trimEnd().split("\n");
+  assert.equal(lines.length, 1);
+  // The form Aspects' Vector reads: Tutor's prefix, then the LMS's JSON (Python's json.dumps text).
+  const match = /^.* \[tracking\] [^{}]* (\{.*\})$/.exec(lines[0]);
+  assert.ok(match, lines[0]);
+  const record = JSON.parse(match[1]);
+  assert.equal(record.event_type, "edx.ui.click");
+  assert.equal(record.username, "ada");
+  assert.equal(record.accept_language, "fr");
+  assert.equal(record.context.event_id, id);
+  assert.match(match[1], /"event": \{"x": "\\u00e9"\}/);
+  await Deno.remove(dataDir, { recursive: true });
+});

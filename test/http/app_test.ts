@@ -410,3 +410,17 @@ Deno.test("createCollectorApp() gives every request its own scope, shared by the
   assert.deepEqual(tracker.resolveContext(), { service: "collector", path: "overridden" });
   await tracker.close();
 });
+
+Deno.test("createCollectorApp() records the client's Accept-Language in the request scope, as the LMS does", async () => {
+  const sink = new InMemoryBackend();
+  const tracker = new Tracker({ backends: { sink } });
+  const app = createCollectorApp({ tracker, token: "s3cret-token" });
+  const response = await app.request("/v1/events", {
+    method: "POST",
+    headers: { ...auth, "accept-language": "fr-CA,fr;q=0.9" },
+    body: JSON.stringify({ name: "edx.ui.click" }),
+  });
+  assert.equal(response.status, 202);
+  assert.equal(sink.events[0].context.accept_language, "fr-CA,fr;q=0.9");
+  await tracker.close();
+});
