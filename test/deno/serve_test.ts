@@ -301,3 +301,35 @@ Deno.test("startCollector() on embedded defaults also writes the LMS's tracking 
   assert.match(match[1], /"event": \{"x": "\\u00e9"\}/);
   await Deno.remove(dataDir, { recursive: true });
 });
+
+Deno.test("deno task start reopens its log files on SIGHUP, after logrotate has moved them away", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const collector = await startCollectorProcess({ EVENT_TRACKING_DATA_DIR: dataDir, EVENT_TRACKING_TOKEN: TOKEN });
+  const post = async (name: string) => {
+    const response = await fetch(`${collector.url.replace("0.0.0.0", "127.0.0.1")}/v1/events`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ name }),
+    });
+    assert.equal(response.status, 202);
+    await response.body?.cancel();
+  };
+  const lines = async (path: string) => (await Deno.readTextFile(path)).trimEnd().split("\n").filter(Boolean);
+  await post("before.rotation");
+  for (let i = 0; i < 100 && (await lines(`${dataDir}/tracking.log`).catch(() => [])).length < 1; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  await Deno.rename(`${dataDir}/tracking.log`, `${dataDir}/tracking.log.1`);
+  Deno.kill(collector.pid, "SIGHUP");
+  for (let i = 0; i < 100 && !/SIGHUP: reopened/.test(collector.stderr()); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  await post("after.rotation");
+  Deno.kill(collector.pid, "SIGTERM");
+  assert.equal((await collector.status).code, 0, collector.stderr());
+  assert.match((await lines(`${dataDir}/tracking.log.1`))[0], /"event_type": "before\.rotation"/);
+  const current = await lines(`${dataDir}/tracking.log`);
+  assert.equal(current.length, 1);
+  assert.match(current[0], /"event_type": "after\.rotation"/);
+  await Deno.remove(dataDir, { recursive: true });
+});
