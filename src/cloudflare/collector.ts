@@ -31,6 +31,22 @@ export interface WorkerEnv {
   EVENTS_QUEUE: CloudflareQueue;
   /** The Durable Object namespace of the event bus ({@linkcode EventBusObject}). */
   EVENT_BUS: DurableObjectNamespaceLike;
+  /** `on` serves the LMS's `/event` and `/segmentio/event` (as does setting any variable below); `off` never. */
+  EVENT_TRACKING_LMS_EVENTS?: string;
+  /** The LMS's public JWK set (JSON text): identity from the `edx-jwt-cookie-*` cookies. */
+  EVENT_TRACKING_JWT_JWKS?: string;
+  /** The `iss` the JWT cookies' token must carry. */
+  EVENT_TRACKING_JWT_ISSUER?: string;
+  /** The `aud` the JWT cookies' token must carry. */
+  EVENT_TRACKING_JWT_AUDIENCE?: string;
+  /** `off` disables the CSRF check of `POST /event`. */
+  EVENT_TRACKING_CSRF?: string;
+  /** Comma list of MFE origins allowed by CORS on `/event`. */
+  EVENT_TRACKING_CORS_ORIGINS?: string;
+  /** The LMS's `SECRET_KEY`, for the `session` hash. */
+  EVENT_TRACKING_SESSION_SECRET?: string;
+  /** The key of `POST /segmentio/event?key=…`. */
+  TRACKING_SEGMENTIO_WEBHOOK_SECRET?: string;
 }
 
 /** What the Worker serves with: one tracker and the pieces the handlers need. */

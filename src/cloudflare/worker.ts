@@ -9,6 +9,7 @@ import { consoleLogger } from "../diagnostics.ts";
 import type { TrackingEvent } from "../event.ts";
 import { createCollectorApp } from "../http/app.ts";
 import { httpError } from "../http/errors.ts";
+import { lmsEventsFromEnv } from "../http/lms_events.ts";
 import type { CollectorLimits } from "../http/validate.ts";
 import type { Tracker } from "../tracker.ts";
 import { buildCollector, type BuildCollectorOptions, type Collector, type WorkerEnv } from "./collector.ts";
@@ -162,6 +163,8 @@ export function createWorker<E extends WorkerEnv = WorkerEnv>(
         waitUntil: (c, work) => c.executionCtx.waitUntil(work),
         limits: options.limits,
         logger: options.logger,
+        // Rate limits belong to Cloudflare's WAF rules here: an isolate sees only part of the traffic.
+        lmsEvents: lmsEventsFromEnv(env as unknown as Record<string, unknown>),
       });
       apps.set(env, app);
     }

@@ -39,6 +39,7 @@ import { RegexFilter } from "../processors/regex_filter.ts";
 import type { Tracker } from "../tracker.ts";
 import { walkTree } from "../tree.ts";
 import { createCollectorApp } from "../http/app.ts";
+import { lmsEventsFromEnv, type LmsEventsOptions } from "../http/lms_events.ts";
 import { httpError } from "../http/errors.ts";
 import type { CollectorLimits } from "../http/validate.ts";
 import { openWriteAheadIntake } from "./_wal_intake.ts";
@@ -74,6 +75,11 @@ export interface CollectorServerOptions {
   logger?: DiagnosticLogger;
   /** Request limits. */
   limits?: CollectorLimits;
+  /**
+   * Serves the LMS's `/event` and `/segmentio/event` too (`createLmsEventsApp`
+   * of `@edx/event-tracking/http`). @default not served
+   */
+  lmsEvents?: LmsEventsOptions;
   /**
    * The write-ahead log a 202 waits for, under `<dataDir>/wal`, and when it
    * syncs to the device: `interval` (at least every `fsyncIntervalMs`),
@@ -266,6 +272,7 @@ export async function startCollector(options: CollectorServerOptions): Promise<R
     token: options.token,
     busSubscribe: busSubscriber(tracker),
     limits: options.limits,
+    lmsEvents: options.lmsEvents,
     clientIp: (c) => (c.env as { remoteAddr?: Deno.NetAddr } | undefined)?.remoteAddr?.hostname,
     intake: wal?.intake,
     logger,
@@ -363,6 +370,18 @@ interface Environment {
   fsync: FsyncPolicy;
   shutdownTimeoutMs: number;
   redis: RedisBusSetup | undefined;
+  lmsEvents: LmsEventsOptions | undefined;
+}
+
+/** `EVENT_TRACKING_LMS_RATE_LIMIT`: requests per minute and client IP on the LMS endpoints (0: none). @default 600 */
+function lmsRateLimit(text: string | undefined): { requests: number; windowMs: number } | undefined {
+  const requests = Number(text || "600");
+  if (!Number.isSafeInteger(requests) || requests < 0) {
+    throw new RangeError(
+      `Cannot start the collector as 'EVENT_TRACKING_LMS_RATE_LIMIT' must be a non-negative integer: current value is ${text}`,
+    );
+  }
+  return requests === 0 ? undefined : { requests, windowMs: 60_000 };
 }
 
 const FSYNC_POLICIES: readonly FsyncPolicy[] = ["interval", "always", "off"];
@@ -394,6 +413,9 @@ async function readEnvironment(): Promise<Environment> {
     shutdownTimeoutMs: timeout * 1000,
     // EVENT_BUS_REDIS_CONNECTION_URL, EVENT_BUS_TOPIC_PREFIX, EVENT_BUS_REDIS_STREAM_MAX_LEN, EVENTS_SERVICE_NAME
     redis: await redisBusFromEnv(env),
+    // EVENT_TRACKING_JWT_JWKS, …_ISSUER, …_AUDIENCE, EVENT_TRACKING_CSRF, EVENT_TRACKING_CORS_ORIGINS,
+    // EVENT_TRACKING_SESSION_SECRET, TRACKING_SEGMENTIO_WEBHOOK_SECRET; a per-IP limit on this server.
+    lmsEvents: lmsEventsFromEnv(env, { rateLimit: lmsRateLimit(env.EVENT_TRACKING_LMS_RATE_LIMIT) }),
   };
 }
 
@@ -469,6 +491,13 @@ async function serve(): Promise<void> {
     busTransport: redis?.busTransport,
   });
   if (redis) console.error(`Event bus: ${redis.description}`);
+  if (env.lmsEvents) {
+    console.error(
+      `LMS endpoints: GET|POST /event, POST /segmentio/event (identity from JWT cookies: ${
+        env.lmsEvents.jwks ? "on" : "off"
+      })`,
+    );
+  }
   started.resolve(collector);
   console.error(
     `Event collector listening on ${collector.url}\n` +

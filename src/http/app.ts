@@ -13,6 +13,7 @@ import { toPrometheus } from "../metrics.ts";
 import type { EventEmitter, Tracker } from "../tracker.ts";
 import { clientBearerAuth, type Tokens } from "./auth.ts";
 import { httpError, httpExceptionResponse, isHttpException } from "./errors.ts";
+import { createLmsEventsApp, type LmsEventsOptions } from "./lms_events.ts";
 import { requestContext, requestEmitter, type TrackingVariables } from "./tracking_context.ts";
 import { ClientGone, type CollectorLimits, resolveLimits, validEvents } from "./validate.ts";
 
@@ -52,6 +53,12 @@ export interface CollectorOptions {
   shedAt?: number;
   /** Where internal errors are reported. @default consoleLogger */
   logger?: DiagnosticLogger;
+  /**
+   * Serves the Open edX LMS's browser-event endpoints too: `GET|POST /event`
+   * and `POST /segmentio/event` (see {@linkcode createLmsEventsApp}).
+   * @default not served
+   */
+  lmsEvents?: LmsEventsOptions;
 }
 
 /** The collector app: a Hono app, served with `app.fetch(request, env?, executionContext?)`. */
@@ -74,6 +81,8 @@ export type CollectorEnv = { Variables: TrackingVariables & { client: string } }
  *   `event_tracking_client_disconnects_total`: requests whose client went
  *   away mid-request (counted, not logged as errors).
  * - `GET /v1/bus/subscribe?pattern=…` — a WebSocket of bus events whose names match.
+ * - With `lmsEvents`: the LMS's `GET|POST /event` and `POST /segmentio/event`
+ *   (no bearer token: browsers and Segment call them; see {@linkcode createLmsEventsApp}).
  *
  * Unknown routes answer `404` JSON; an internal error answers a plain `500`
  * that never carries the error's text.
@@ -125,6 +134,10 @@ export function createCollectorApp(options: CollectorOptions): CollectorApp {
   );
 
   app.get("/v1/health", (c) => c.json({ status: "ok" }));
+
+  if (options.lmsEvents !== undefined) {
+    app.route("/", createLmsEventsApp(options.lmsEvents, { tracker, intake, clientIp, logger, waitUntil }));
+  }
 
   for (const path of ["/v1/events", "/v1/metrics", "/v1/bus/*"]) app.use(path, authenticate);
 

@@ -26,6 +26,29 @@
  */
 
 export { type CollectorApp, type CollectorEnv, type CollectorOptions, createCollectorApp } from "./app.ts";
+export {
+  courseContext,
+  courseContextFromUrl,
+  createLmsEventsApp,
+  LMS_ENV_VARIABLES,
+  type LmsAppDeps,
+  type LmsEventsApp,
+  type LmsEventsEnv,
+  lmsEventsFromEnv,
+  type LmsEventsOptions,
+} from "./lms_events.ts";
+export {
+  constantTimeEqual,
+  createJwtVerifier,
+  csrfSecret,
+  csrfTokensMatch,
+  JWT_HEADER_PAYLOAD_COOKIE,
+  JWT_SIGNATURE_COOKIE,
+  type JwtVerifierOptions,
+  type LmsIdentity,
+  maskCsrfSecret,
+  sessionHash,
+} from "./lms_security.ts";
 export { clientBearerAuth, type Tokens } from "./auth.ts";
 export { type FieldError, httpError, type HttpErrorOptions, isHttpException } from "./errors.ts";
 export {
