@@ -27,7 +27,22 @@ export type { Backend, CloseOptions } from "./src/backend.ts";
 export type { BackoffOptions } from "./src/_backoff.ts";
 export { DROP } from "./src/processor.ts";
 export type { Processor, ProcessorFunction, ProcessorObject, ProcessorResult } from "./src/processor.ts";
-export { EventEmissionExit, ImproperlyConfigured } from "./src/errors.ts";
+export { EventEmissionExit, EventRejected, ImproperlyConfigured } from "./src/errors.ts";
+export {
+  EVENT_TYPE_ERRORS,
+  EVENT_TYPE_VERSION,
+  EventCatalog,
+  type EventCatalogJSON,
+  type EventCatalogOptions,
+  type EventDefinition,
+  type EventStats,
+  type EventTypeInfo,
+  type JsonSchema,
+  type Observation,
+  type ValidationIssue,
+} from "./src/catalog.ts";
+export { catalogMarkdown } from "./src/catalog_markdown.ts";
+export { type OnInvalid, SchemaProcessor, type SchemaProcessorOptions } from "./src/processors/schema.ts";
 export { consoleLogger, type DiagnosticLogger } from "./src/diagnostics.ts";
 export { type BackendMetrics, emptyMetrics, type MetricsSnapshot, toPrometheus } from "./src/metrics.ts";
 export type { ResolvedContext } from "./src/context.ts";

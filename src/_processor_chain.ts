@@ -5,7 +5,7 @@
  */
 
 import { type DiagnosticLogger, typeName } from "./diagnostics.ts";
-import { EventEmissionExit } from "./errors.ts";
+import { EventEmissionExit, EventRejected } from "./errors.ts";
 import type { TrackingEvent } from "./event.ts";
 import type { BackendMetrics } from "./metrics.ts";
 import { DROP, type Processor, type ProcessorFunction } from "./processor.ts";
@@ -26,6 +26,7 @@ export class ProcessorChain {
   #steps: ProcessorFunction[] = [];
   readonly #logger: DiagnosticLogger;
   readonly #counters: BackendMetrics;
+  #rejection: EventRejected | undefined;
 
   constructor(logger: DiagnosticLogger, counters: BackendMetrics) {
     this.#logger = logger;
@@ -65,6 +66,17 @@ export class ProcessorChain {
     for (const processor of processors) this.add(processor);
   }
 
+  /**
+   * The {@linkcode EventRejected} behind the last {@linkcode DROP} of
+   * {@linkcode ProcessorChain.run}, once: a router that has dead letters
+   * sends the event there; others leave it.
+   */
+  takeRejection(): EventRejected | undefined {
+    const rejection = this.#rejection;
+    this.#rejection = undefined;
+    return rejection;
+  }
+
   /** Runs every processor; returns the resulting event or {@linkcode DROP}. */
   run(event: TrackingEvent): TrackingEvent | typeof DROP {
     const steps = this.#steps;
@@ -74,7 +86,10 @@ export class ProcessorChain {
       try {
         result = steps[i](current);
       } catch (error) {
-        if (error instanceof EventEmissionExit) return DROP;
+        if (error instanceof EventEmissionExit) {
+          if (error instanceof EventRejected) this.#rejection = error;
+          return DROP;
+        }
         this.#counters.processorErrors++;
         this.#logger.error(
           `Processor ${i} (${typeName(this.#processors[i])}) failed on event "${current?.name}"; continuing without it`,

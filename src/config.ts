@@ -25,6 +25,8 @@ import { redactOptions, RedactProcessor } from "./processors/redact.ts";
 import { RegexFilter, regexFilterOptions } from "./processors/regex_filter.ts";
 import { LegacyFieldMappingProcessor, PrefixedEventProcessor, shimOptions } from "./processors/shim.ts";
 import { RoutingBackend, routingOptions } from "./routing.ts";
+import { EventCatalog, type EventCatalogJSON } from "./catalog.ts";
+import { SchemaProcessor, schemaProcessorOptions } from "./processors/schema.ts";
 import { Tracker } from "./tracker.ts";
 import type { BusTransport, QueueTransport } from "./transports/transport.ts";
 import {
@@ -52,6 +54,11 @@ export interface TrackerConfig {
   backends?: Record<string, EngineSpec>;
   /** `EVENT_TRACKING_PROCESSORS`: the root processors, in order. */
   processors?: EngineSpec[];
+  /**
+   * The tracker's event catalog, in its JSON form (`{ "events": { name: definition } }`)
+   * or as an {@linkcode EventCatalog}: see `TrackerOptions.catalog`. @default none
+   */
+  catalog?: EventCatalogJSON | EventCatalog;
 }
 
 /** A branch that needs a transport or a dead-letter sink: where it is, and its name. */
@@ -303,6 +310,10 @@ function redactEngine() {
   return defineEngine(redactOptions, (options) => new RedactProcessor(options));
 }
 
+function schemaEngine() {
+  return defineEngine(schemaProcessorOptions, (options) => new SchemaProcessor(options));
+}
+
 function legacyFieldMappingEngine() {
   return defineEngine(shimOptions, (options) => new LegacyFieldMappingProcessor(options));
 }
@@ -324,6 +335,7 @@ const BUILT_IN: Readonly<Record<string, () => EngineDefinition>> = {
   name_allowlist: nameAllowlistEngine,
   regex_filter: regexFilterEngine,
   redact: redactEngine,
+  schema: schemaEngine,
   legacy_field_mapping: legacyFieldMappingEngine,
   prefixed_event: prefixedEventEngine,
   "eventtracking.backends.routing.RoutingBackend": routingEngine,
@@ -613,8 +625,8 @@ export function createTracker(config: TrackerConfig, options: CreateTrackerOptio
     );
   }
   for (const key of Object.keys(config)) {
-    if (key !== "backends" && key !== "processors") {
-      throw new ImproperlyConfigured(`unknown key "${key}" (expected "backends" and "processors")`, key);
+    if (key !== "backends" && key !== "processors" && key !== "catalog") {
+      throw new ImproperlyConfigured(`unknown key "${key}" (expected "backends", "processors" and "catalog")`, key);
     }
   }
   const engines = options.engines ?? {};
@@ -636,9 +648,13 @@ export function createTracker(config: TrackerConfig, options: CreateTrackerOptio
     built: new WeakSet(),
     renames: new WeakMap(),
   };
+  const catalog = config.catalog === undefined || config.catalog instanceof EventCatalog
+    ? config.catalog
+    : EventCatalog.fromJSON(config.catalog, "catalog");
   return new Tracker({
     backends: rootBackends(config.backends, build),
     processors: rootProcessors(config.processors, build),
     logger: build.context.logger,
+    catalog,
   });
 }

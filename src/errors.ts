@@ -83,3 +83,46 @@ export class ImproperlyConfigured extends TypeError {
     this.path = path;
   }
 }
+
+/**
+ * Thrown by a processor to refuse an event as bad rather than filter it out:
+ * on an `async_routing` branch the event goes to the branch's dead letters,
+ * with `EventRejected: <its message>` (which names the failing fields) as
+ * the dead letter's `deadLetter.error`; on any other branch it is dropped, as
+ * {@linkcode EventEmissionExit} (which it extends) is.
+ *
+ * @example Dead-letter events without a user
+ * ```ts
+ * import { AsyncRoutingBackend, EventRejected, InMemoryBackend, Tracker } from "@edx/event-tracking";
+ * import assert from "node:assert/strict";
+ *
+ * const sink = new InMemoryBackend();
+ * const letters = new InMemoryBackend();
+ * const branch = new AsyncRoutingBackend({
+ *   backends: { sink },
+ *   deadLetter: letters,
+ *   processors: [(event) => {
+ *     if ((event.data as { user_id?: number }).user_id === undefined) {
+ *       throw new EventRejected("no user", ["data.user_id"]);
+ *     }
+ *   }],
+ * });
+ * const tracker = new Tracker({ backends: { branch } });
+ * tracker.emit("a", { user_id: 1 });
+ * tracker.emit("b", {});
+ * await tracker.close();
+ * assert.deepEqual(sink.events.map((e) => e.name), ["a"]);
+ * assert.equal((letters.events[0] as unknown as { deadLetter: { error: string } }).deadLetter.error, "EventRejected: no user");
+ * ```
+ */
+export class EventRejected extends EventEmissionExit {
+  /** The failing fields, e.g. `data.user_id`. */
+  readonly fields: readonly string[];
+
+  /** Creates the rejection; `message` should name the failing fields. */
+  constructor(message: string, fields: readonly string[] = []) {
+    super(message);
+    this.name = "EventRejected";
+    this.fields = fields;
+  }
+}

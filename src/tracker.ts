@@ -6,6 +6,8 @@
  */
 
 import type { Backend, CloseOptions } from "./backend.ts";
+import type { EventCatalog } from "./catalog.ts";
+import { EVENT_TYPE_VERSION } from "./_catalog_keys.ts";
 import { type Stamp, stamp } from "./_clock.ts";
 import { type Snapshot, snapshot } from "./_snapshot.ts";
 import { ContextStore, freezeContext, type ResolvedContext, ScopeStack } from "./context.ts";
@@ -14,6 +16,7 @@ import { EmittedEvent, type TrackingEvent } from "./event.ts";
 import type { MetricsSnapshot } from "./metrics.ts";
 import type { Processor } from "./processor.ts";
 import { RoutingBackend } from "./routing.ts";
+import { walkTree } from "./tree.ts";
 
 /** The name given to events emitted without one. */
 export const UNKNOWN_EVENT_TYPE = "unknown";
@@ -28,6 +31,14 @@ export interface TrackerOptions {
   processors?: readonly Processor[];
   /** Where failing backends and processors are reported. @default consoleLogger */
   logger?: DiagnosticLogger;
+  /**
+   * Observes every event this tracker builds, once: counts it, validates it
+   * when its name is documented (its context then carries
+   * `event_type_version`), and infers a schema for undocumented names.
+   * `SchemaProcessor`s of the tree without a catalog of their own use it.
+   * @default none: events are not observed, at no cost
+   */
+  catalog?: EventCatalog;
 }
 
 /** What both a {@linkcode Tracker} and its {@linkcode ScopedTracker} views offer for emitting. */
@@ -80,6 +91,7 @@ export class Tracker implements EventEmitter {
   readonly #router: RoutingBackend;
   readonly #scopes = new ContextStore();
   readonly #stamp: Stamp = { id: "", timestamp: "" };
+  readonly #catalog: EventCatalog | undefined;
   #closed = false;
 
   static {
@@ -93,7 +105,15 @@ export class Tracker implements EventEmitter {
    * @throws {TypeError} If a backend has no callable `send` or a processor is not callable.
    */
   constructor(options: TrackerOptions = {}) {
-    this.#router = new RoutingBackend(options);
+    const { catalog, ...rest } = options;
+    this.#router = new RoutingBackend(rest);
+    this.#catalog = catalog;
+    if (catalog !== undefined) bindCatalog(this.#router, catalog);
+  }
+
+  /** The catalog that observes this tracker's events, if one was given. */
+  get catalog(): EventCatalog | undefined {
+    return this.#catalog;
   }
 
   /** The root router's backends, in the order they are called. */
@@ -211,6 +231,7 @@ export class Tracker implements EventEmitter {
     const payload = data ? snapshot(data, "data", true) : EMPTY_DATA;
     const scopes = scoped === undefined ? this.#scopes.stack : contextOf(scoped, this.#scopes.stack);
     const { id, timestamp } = stamp(this.#stamp);
+    if (this.#catalog !== undefined) return observed(this.#catalog, id, name, timestamp, scopes, payload);
     return new EmittedEvent(id, name, timestamp, scopes.merged, payload.value, scopes.json, payload.json as string);
   }
 
@@ -328,6 +349,48 @@ export class Tracker implements EventEmitter {
     this.#closed = true;
     await this.#router.close(options);
   }
+}
+
+/** Builds an event observed by the catalog; a documented one carries its definition's version in its context. */
+function observed(
+  catalog: EventCatalog,
+  id: string,
+  name: string,
+  timestamp: string,
+  scopes: ScopeStack,
+  payload: Snapshot,
+): TrackingEvent {
+  const observation = catalog.recordBuilt(name, payload.value, timestamp);
+  let context = scopes.merged;
+  let contextJson = scopes.json;
+  if (observation.version !== undefined) {
+    const version = JSON.stringify(observation.version);
+    if (Object.hasOwn(context, EVENT_TYPE_VERSION)) {
+      context = Object.freeze({ ...context, [EVENT_TYPE_VERSION]: observation.version });
+      contextJson = JSON.stringify(context);
+    } else {
+      context = Object.freeze({ ...context, [EVENT_TYPE_VERSION]: observation.version });
+      contextJson = contextJson === "{}"
+        ? `{"${EVENT_TYPE_VERSION}":${version}}`
+        : `${contextJson.slice(0, -1)},"${EVENT_TYPE_VERSION}":${version}}`;
+    }
+  }
+  const event = new EmittedEvent(id, name, timestamp, context, payload.value, contextJson, payload.json as string);
+  catalog.rememberBuilt(event, observation);
+  return event;
+}
+
+/** Gives the tracker's catalog to the schema processors of the tree that have none. */
+function bindCatalog(router: RoutingBackend, catalog: EventCatalog): void {
+  const bind = (processors: unknown) => {
+    if (!Array.isArray(processors)) return;
+    for (const processor of processors) {
+      const bindable = processor as { bindCatalog?: unknown } | null;
+      if (typeof bindable?.bindCatalog === "function") bindable.bindCatalog(catalog);
+    }
+  };
+  bind(router.processors);
+  for (const node of walkTree(router.backends)) bind((node.backend as { processors?: unknown }).processors);
 }
 
 /**

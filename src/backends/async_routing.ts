@@ -276,6 +276,10 @@ export class AsyncRoutingBackend implements Backend {
   /**
    * Runs the processors now and queues the event for its nested backends.
    *
+   * A processor that throws `EventRejected` sends the event to the
+   * dead letters instead (`deadLetter.attempts` 0, `deadLetter.backend` this
+   * branch, `deadLetter.error` the rejection's message).
+   *
    * @returns `undefined` if a processor dropped it; otherwise a promise that
    *   resolves once the event is delivered or dead-lettered (or, on a transport
    *   that delivers elsewhere, stored by the queue), and rejects if even that failed.
@@ -284,6 +288,9 @@ export class AsyncRoutingBackend implements Backend {
     this.#counters.received++;
     const processed = this.#chain.empty ? event : this.#chain.run(event);
     if (processed === DROP) {
+      // A processor's EventRejected (e.g. SchemaProcessor's on_invalid: dead_letter): to the dead letters.
+      const rejection = this.#chain.takeRejection();
+      if (rejection !== undefined) return this.#sendToDeadLetter(event, rejection, 0, this.backendName);
       this.#counters.dropped++;
       return undefined;
     }

@@ -33,6 +33,7 @@
 export {
   type CollectorServerOptions,
   defaultCollectorConfig,
+  loadCatalog,
   replayDeadLetters,
   type RunningCollector,
   startCollector,

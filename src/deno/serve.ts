@@ -15,7 +15,9 @@
  * `createTracker` format), `EVENT_TRACKING_DATA_DIR` (default `./data`),
  * `EVENT_TRACKING_FSYNC` (`interval`, the default, `always` or `off`),
  * `EVENT_TRACKING_SHUTDOWN_TIMEOUT_S` (default 20), `EVENT_TRACKING_LOG_PREFIX`
- * (`tutor` or none: the prefix of `<dataDir>/tracking.log`), `MONGODB_URI`. The
+ * (`tutor` or none: the prefix of `<dataDir>/tracking.log`), `EVENT_TRACKING_CATALOG`
+ * (a JSON file path or inline JSON: the event catalog, `{ "events": { … } }`,
+ * served by `GET /v1/event-types`), `MONGODB_URI`. The
  * MongoDB driver (`@edx/event-tracking/mongo`) is loaded only when the tree
  * has a MongoDB branch. `deno task replay` builds the same tree and feeds its
  * dead letters back.
@@ -34,6 +36,7 @@ import {
   type TrackerConfig,
 } from "../config.ts";
 import { consoleLogger, type DiagnosticLogger } from "../diagnostics.ts";
+import { EventCatalog, type EventCatalogJSON } from "../catalog.ts";
 import { serializeEvent } from "../event.ts";
 import { RegexFilter } from "../processors/regex_filter.ts";
 import type { Tracker } from "../tracker.ts";
@@ -59,6 +62,11 @@ export interface CollectorServerOptions {
   token: string;
   /** The tracker tree. @default defaultCollectorConfig(dataDir, mongodbUri) */
   config?: TrackerConfig;
+  /**
+   * The tracker's event catalog (`EVENT_TRACKING_CATALOG`), served by
+   * `GET /v1/event-types`; it replaces the `catalog` of `config`. @default the catalog of `config`, if any
+   */
+  catalog?: EventCatalog | EventCatalogJSON;
   /** Where files go. @default "data" */
   dataDir?: string;
   /** Adds a MongoDB branch to the default tree, and is the server of `mongo` sinks that name none. */
@@ -250,8 +258,9 @@ export async function startCollector(options: CollectorServerOptions): Promise<R
   const logger = options.logger ?? consoleLogger;
   const dataDir = options.dataDir ?? "data";
   const shutdownTimeoutMs = options.shutdownTimeoutMs ?? 20_000;
-  const config = options.config ??
+  let config = options.config ??
     collectorConfig(dataDir, options.mongodbUri, options.trackingLogPrefix, options.busTransport);
+  if (options.catalog !== undefined) config = { ...config, catalog: options.catalog };
   const tracker = createTracker(config, {
     logger,
     dataDir,
@@ -333,6 +342,26 @@ async function loadConfig(value: string): Promise<TrackerConfig> {
 }
 
 /**
+ * Reads an event catalog from a JSON file path or inline JSON (text that
+ * starts with `{`), as `EVENT_TRACKING_CATALOG` gives it.
+ *
+ * @example
+ * ```ts
+ * import { loadCatalog } from "./serve.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const catalog = await loadCatalog('{"events":{"a":{"description":"A.","version":1,"schema":{}}}}');
+ * assert.equal(catalog.describe("a")?.version, 1);
+ * ```
+ *
+ * @throws {ImproperlyConfigured} If it is not JSON or not a catalog; the message names the event.
+ */
+export async function loadCatalog(value: string): Promise<EventCatalog> {
+  const text = value.trimStart().startsWith("{") ? value : await Deno.readTextFile(value);
+  return EventCatalog.fromJSON(text, "EVENT_TRACKING_CATALOG");
+}
+
+/**
  * Replays the default dead-letter file of every `AsyncRoutingBackend` in the
  * tree (at any depth) through its branch, once the fault is fixed. Returns
  * how many events each branch queued again, by its place in the tree; call
@@ -364,6 +393,7 @@ export async function replayDeadLetters(tracker: Tracker): Promise<Record<string
 interface Environment {
   token: string | undefined;
   config: TrackerConfig | undefined;
+  catalog: EventCatalog | undefined;
   dataDir: string;
   mongodbUri: string | undefined;
   trackingLogPrefix: LogPrefix | undefined;
@@ -406,6 +436,7 @@ async function readEnvironment(): Promise<Environment> {
   return {
     token: env.EVENT_TRACKING_TOKEN || undefined,
     config,
+    catalog: env.EVENT_TRACKING_CATALOG ? await loadCatalog(env.EVENT_TRACKING_CATALOG) : undefined,
     dataDir: env.EVENT_TRACKING_DATA_DIR || "data",
     mongodbUri: env.MONGODB_URI || undefined,
     trackingLogPrefix: trackingLogPrefix(env.EVENT_TRACKING_LOG_PREFIX),
@@ -423,7 +454,8 @@ async function readEnvironment(): Promise<Environment> {
 async function replay(): Promise<void> {
   const env = await readEnvironment();
   const busTransport = env.redis?.busTransport;
-  const config = env.config ?? collectorConfig(env.dataDir, env.mongodbUri, env.trackingLogPrefix, busTransport);
+  let config = env.config ?? collectorConfig(env.dataDir, env.mongodbUri, env.trackingLogPrefix, busTransport);
+  if (env.catalog !== undefined) config = { ...config, catalog: env.catalog };
   const engines = await mongoEnginesFor(config, env.mongodbUri);
   const tracker = createTracker(config, { dataDir: env.dataDir, engines, busTransport });
   const replayed = await replayDeadLetters(tracker);

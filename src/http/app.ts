@@ -81,6 +81,9 @@ export type CollectorEnv = { Variables: TrackingVariables & { client: string } }
  *   `event_tracking_client_disconnects_total`: requests whose client went
  *   away mid-request (counted, not logged as errors).
  * - `GET /v1/bus/subscribe?pattern=…` — a WebSocket of bus events whose names match.
+ * - `GET /v1/event-types` — the tracker's event catalog as JSON, `{ eventTypes, untracked }`: every
+ *   documented and observed name with its description, version, schema, `seen`/`invalid` counts
+ *   and, for undocumented names, its `inferred` schema (an empty list without a catalog).
  * - With `lmsEvents`: the LMS's `GET|POST /event` and `POST /segmentio/event`
  *   (no bearer token: browsers and Segment call them; see {@linkcode createLmsEventsApp}).
  *
@@ -139,7 +142,13 @@ export function createCollectorApp(options: CollectorOptions): CollectorApp {
     app.route("/", createLmsEventsApp(options.lmsEvents, { tracker, intake, clientIp, logger, waitUntil }));
   }
 
-  for (const path of ["/v1/events", "/v1/metrics", "/v1/bus/*"]) app.use(path, authenticate);
+  for (const path of ["/v1/events", "/v1/metrics", "/v1/event-types", "/v1/bus/*"]) app.use(path, authenticate);
+
+  // The tracker's catalog: every documented and observed name, with its counts and (undocumented) inferred schema.
+  app.get("/v1/event-types", (c) => {
+    const catalog = tracker.catalog;
+    return c.json({ eventTypes: catalog?.eventTypes() ?? [], untracked: catalog?.untracked ?? 0 });
+  });
 
   // Refuses new events while the tracker is closed or close to losing events.
   const refuseIfBusy = () => {

@@ -27,7 +27,7 @@ try {
   page.on("console", (message) => {
     if (message.type() === "error") errors.push(`console: ${message.text()}`);
   });
-  page.on("requestfinished", async (request) => {
+  page.on("requestfinished", (request) => {
     const response = request.response();
     if (!request.url().startsWith(`${lmsUrl}/event`)) return;
     requests.push({
