@@ -63,6 +63,7 @@ export {
   type DeadLetterInfo,
   defaultDeadLetterPath,
   type OverflowPolicy,
+  type ReplayReport,
 } from "./src/backends/async_routing.ts";
 export { EventBusBackend, type EventBusBackendOptions } from "./src/backends/event_bus.ts";
 export type {

@@ -47,6 +47,31 @@ export function rejectsPath(path: string): string {
 }
 
 /**
+ * The files claimed from the dead-letter file at `path` by replays that are
+ * running or never finished (a crash), oldest claim first.
+ *
+ * @throws {Error} If the directory cannot be listed (a missing one has none).
+ */
+export async function claimedDeadLetterFiles(path: string, owner: string): Promise<string[]> {
+  const fs = nodeBuiltin<Fs>("node:fs/promises", owner);
+  const { basename, dirname, join } = nodeBuiltin<typeof import("node:path")>("node:path", owner);
+  const dir = dirname(path);
+  const prefix = basename(path) + CLAIM;
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (error) {
+    if (code(error) !== "ENOENT") throw error;
+    names = [];
+  }
+  // Oldest first: by the claim's timestamp, then by name.
+  const claimTime = (name: string) => Number(/^\d+/.exec(name.slice(prefix.length))?.[0] ?? 0);
+  return names.filter((name) => name.startsWith(prefix))
+    .sort((a, b) => claimTime(a) - claimTime(b) || (a < b ? -1 : a > b ? 1 : 0))
+    .map((name) => join(dir, name));
+}
+
+/**
  * Replays the dead-letter file at `path`: claims it by renaming it to
  * `<path>.replaying-<timestamp>-<random>`, then, oldest first, replays the
  * files claimed earlier and never finished (a crash) and the one just claimed.
@@ -69,21 +94,8 @@ export async function replayDeadLetterFile(
   options: ReplayDeadLetterFileOptions,
 ): Promise<number> {
   const fs = nodeBuiltin<Fs>("node:fs/promises", options.owner);
-  const { basename, dirname, join, resolve } = nodeBuiltin<typeof import("node:path")>("node:path", options.owner);
-  const dir = dirname(path);
-  const prefix = basename(path) + CLAIM;
-  let names: string[];
-  try {
-    names = await fs.readdir(dir);
-  } catch (error) {
-    if (code(error) !== "ENOENT") throw error;
-    names = [];
-  }
-  // Oldest first: by the claim's timestamp, then by name.
-  const claimTime = (name: string) => Number(/^\d+/.exec(name.slice(prefix.length))?.[0] ?? 0);
-  const files = names.filter((name) => name.startsWith(prefix))
-    .sort((a, b) => claimTime(a) - claimTime(b) || (a < b ? -1 : a > b ? 1 : 0))
-    .map((name) => join(dir, name));
+  const { resolve } = nodeBuiltin<typeof import("node:path")>("node:path", options.owner);
+  const files = await claimedDeadLetterFiles(path, options.owner);
   const claimed = `${path}${CLAIM}${Date.now()}-${Math.random().toString(36).slice(2, 10)}`;
   try {
     await fs.rename(path, claimed);

@@ -54,6 +54,16 @@ export interface DeadLetterInfo {
 /** An event as the dead-letter sink receives it: the original fields plus `deadLetter`. */
 export type DeadLetter = TrackingEvent & { readonly deadLetter: DeadLetterInfo };
 
+/** What {@linkcode AsyncRoutingBackend.replayDeadLetters} did. */
+export interface ReplayReport {
+  /** Dead letters queued again. */
+  readonly replayed: number;
+  /** Of those, events delivered (or, on a transport that delivers elsewhere, stored by the queue). */
+  readonly delivered: number;
+  /** Of those, events that failed again and are dead letters once more. */
+  readonly deadLettered: number;
+}
+
 /** Options of {@linkcode AsyncRoutingBackend}. */
 export interface AsyncRoutingBackendOptions {
   /** The nested backends that receive events asynchronously. @default {} */
@@ -210,6 +220,8 @@ export class AsyncRoutingBackend implements Backend {
   readonly #deadLetters = new PendingSet();
   // Messages handed to the consumer and not yet settled; a deadline dead-letters them.
   readonly #inDelivery = new Set<QueueMessage>();
+  // Events a replay queued, until they are dead-lettered again: what the replay reports as failed again.
+  readonly #replaying = new WeakMap<TrackingEvent, { deadLettered: number }>();
   #unreportedOverflow = 0;
   #unreportedDeadLetters = 0;
   #lastReport = -Infinity;
@@ -323,12 +335,13 @@ export class AsyncRoutingBackend implements Backend {
    * dead-lettered again; a claimed file left by a crash is resumed; lines that
    * cannot be replayed go to `<name>.rejects.jsonl` beside it.
    *
-   * @returns How many events were queued again.
+   * @returns Once every replayed event is delivered or dead-lettered again: how many were queued again, and of
+   *   those how many were delivered and how many failed again.
    * @throws {TypeError} If no source is given and the dead-letter sink is not the default file.
    */
   async replayDeadLetters(
     source?: string | Iterable<unknown> | AsyncIterable<unknown>,
-  ): Promise<number> {
+  ): Promise<ReplayReport> {
     if (source === undefined) {
       if (this.deadLetterPath === undefined) {
         throw new TypeError(
@@ -337,19 +350,27 @@ export class AsyncRoutingBackend implements Backend {
       }
       source = this.deadLetterPath;
     }
+    const tally = { deadLettered: 0 };
+    let replayed = 0;
     if (typeof source === "string") {
       // Dead letters still being written belong in the file before it is claimed; closing our own sink
       // also makes its next write reopen the file by name, so letters that fail again start a new file.
       if (this.#ownsDeadLetter && source === this.deadLetterPath) await this.deadLetter.close?.();
       else await this.deadLetter.flush?.();
-      return await replayDeadLetterFile(source, (letter, where) => this.#requeue(letter, where), {
+      replayed = await replayDeadLetterFile(source, (letter, where) => this.#requeue(letter, where, tally), {
         logger: this.#logger,
         owner: `AsyncRoutingBackend "${this.backendName}"`,
       });
+    } else {
+      const queued: Promise<void>[] = [];
+      for await (const letter of source) {
+        const settled = this.#requeue(letter, "a replayed dead letter", tally);
+        if (settled !== false) queued.push(settled);
+      }
+      replayed = queued.length;
+      await Promise.allSettled(queued);
     }
-    let replayed = 0;
-    for await (const letter of source) if (this.#requeue(letter, "a replayed dead letter") !== false) replayed++;
-    return replayed;
+    return { replayed, delivered: replayed - tally.deadLettered, deadLettered: tally.deadLettered };
   }
 
   /**
@@ -532,6 +553,12 @@ export class AsyncRoutingBackend implements Backend {
 
   #sendToDeadLetter(event: TrackingEvent, error: unknown, attempts: number, backend: string): Promise<void> {
     this.#counters.deadLettered++;
+    const replay = this.#replaying.get(event);
+    if (replay !== undefined) {
+      // Once per event, however many of its backends failed.
+      this.#replaying.delete(event);
+      replay.deadLettered++;
+    }
     this.#unreportedDeadLetters++;
     if (Date.now() - this.#lastReport >= this.#reportIntervalMs) this.#report();
     const letter: DeadLetter = {
@@ -562,7 +589,7 @@ export class AsyncRoutingBackend implements Backend {
     return written;
   }
 
-  #requeue(letter: unknown, where: string): Promise<void> | false {
+  #requeue(letter: unknown, where: string, tally: { deadLettered: number }): Promise<void> | false {
     let event: TrackingEvent;
     try {
       event = restoreEvent(letter);
@@ -579,6 +606,7 @@ export class AsyncRoutingBackend implements Backend {
     const targets = typeof backend === "string" && this.consumer.backends.has(backend) ? [backend] : undefined;
     this.#counters.received++;
     this.#counters.passed++;
+    this.#replaying.set(event, tally);
     return this.#enqueue(event, targets);
   }
 

@@ -34,10 +34,10 @@ export {
   type CollectorServerOptions,
   defaultCollectorConfig,
   loadCatalog,
-  replayDeadLetters,
   type RunningCollector,
   startCollector,
 } from "./serve.ts";
+export { fileDeadLetterStore, replayDeadLetters } from "./dead_letters.ts";
 export {
   type BackfillOptions,
   type BackfillProgress,

@@ -26,7 +26,6 @@
  */
 
 import type { Context } from "hono";
-import { AsyncRoutingBackend } from "../backends/async_routing.ts";
 import { EventBusBackend } from "../backends/event_bus.ts";
 import {
   createTracker,
@@ -44,8 +43,10 @@ import { walkTree } from "../tree.ts";
 import { createCollectorApp } from "../http/app.ts";
 import { lmsEventsFromEnv, type LmsEventsOptions } from "../http/lms_events.ts";
 import { httpError } from "../http/errors.ts";
+import { BUS_PROTOCOL, offersBusProtocol } from "../http/bus_ticket.ts";
 import type { CollectorLimits } from "../http/validate.ts";
 import { openWriteAheadIntake } from "./_wal_intake.ts";
+import { fileDeadLetterStore, replayDeadLetters } from "./dead_letters.ts";
 import type { FsyncPolicy } from "./write_ahead_log.ts";
 import type { LogPrefix } from "../backends/logger.ts";
 import { reopenLogFiles, trackingLogBranch, trackingLogPrefix } from "./tracking_log.ts";
@@ -216,7 +217,8 @@ function busSubscriber(tracker: Tracker): ((c: Context) => Response) | undefined
       throw httpError(426, "upgrade_required", "GET /v1/bus/subscribe opens a WebSocket: send Upgrade: websocket");
     }
     // Deno's own upgrade (what Hono's deprecated `hono/deno` adapter wrapped); the handshake completes with the response.
-    const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    const protocol = offersBusProtocol(c.req.header("sec-websocket-protocol")) ? BUS_PROTOCOL : undefined;
+    const { socket, response } = Deno.upgradeWebSocket(c.req.raw, { protocol });
     let unsubscribe: (() => void) | undefined;
     socket.onopen = () => {
       unsubscribe = bus.transport.subscribe(bus.backendName, (event) => {
@@ -284,6 +286,7 @@ export async function startCollector(options: CollectorServerOptions): Promise<R
     lmsEvents: options.lmsEvents,
     clientIp: (c) => (c.env as { remoteAddr?: Deno.NetAddr } | undefined)?.remoteAddr?.hostname,
     intake: wal?.intake,
+    deadLetters: fileDeadLetterStore(tracker),
     logger,
   });
   let url = "";
@@ -361,35 +364,6 @@ export async function loadCatalog(value: string): Promise<EventCatalog> {
   return EventCatalog.fromJSON(text, "EVENT_TRACKING_CATALOG");
 }
 
-/**
- * Replays the default dead-letter file of every `AsyncRoutingBackend` in the
- * tree (at any depth) through its branch, once the fault is fixed. Returns
- * how many events each branch queued again, by its place in the tree; call
- * `tracker.flush()` or `close()` to wait for their delivery.
- *
- * @example
- * ```ts
- * import { createTracker } from "@edx/event-tracking";
- * import { replayDeadLetters } from "@edx/event-tracking/deno";
- * import assert from "node:assert/strict";
- *
- * const dataDir = await Deno.makeTempDir();
- * const tracker = createTracker({ backends: { logs: { ENGINE: "async_routing" } } }, { dataDir });
- * assert.deepEqual(await replayDeadLetters(tracker), { "root/logs": 0 });
- * await tracker.close();
- * await Deno.remove(dataDir, { recursive: true });
- * ```
- */
-export async function replayDeadLetters(tracker: Tracker): Promise<Record<string, number>> {
-  const replayed: Record<string, number> = {};
-  for (const { path, backend } of walkTree(tracker.backends)) {
-    if (backend instanceof AsyncRoutingBackend && backend.deadLetterPath !== undefined) {
-      replayed[path] = await backend.replayDeadLetters();
-    }
-  }
-  return replayed;
-}
-
 interface Environment {
   token: string | undefined;
   config: TrackerConfig | undefined;
@@ -461,7 +435,11 @@ async function replay(): Promise<void> {
   const replayed = await replayDeadLetters(tracker);
   await tracker.close();
   await env.redis?.close();
-  for (const [path, count] of Object.entries(replayed)) console.log(`${path}: ${count} dead letter(s) replayed`);
+  for (const [path, { replayed: count, delivered, deadLettered }] of Object.entries(replayed)) {
+    console.log(
+      `${path}: ${count} dead letter(s) replayed, ${delivered} delivered, ${deadLettered} dead-lettered again`,
+    );
+  }
 }
 
 async function serve(): Promise<void> {

@@ -9,9 +9,11 @@ import { Hono, type MiddlewareHandler } from "hono";
 import type { HonoApp, HonoContext } from "./_hono.ts";
 import { consoleLogger, type DiagnosticLogger } from "../diagnostics.ts";
 import type { TrackingEvent } from "../event.ts";
-import { toPrometheus } from "../metrics.ts";
+import { type MetricsSnapshot, toPrometheus } from "../metrics.ts";
 import type { EventEmitter, Tracker } from "../tracker.ts";
 import { clientBearerAuth, type Tokens } from "./auth.ts";
+import { BUS_PROTOCOL, busTickets, offeredTicket, TICKET_LIFETIME_S } from "./bus_ticket.ts";
+import type { DeadLetterStore } from "./dead_letters.ts";
 import { httpError, httpExceptionResponse, isHttpException } from "./errors.ts";
 import { createLmsEventsApp, type LmsEventsOptions } from "./lms_events.ts";
 import { requestContext, requestEmitter, type TrackingVariables } from "./tracking_context.ts";
@@ -19,6 +21,7 @@ import { ClientGone, type CollectorLimits, resolveLimits, validEvents } from "./
 
 const REQUEST_SCOPE = "edx.request";
 const JSON_HEADERS = { "content-type": "application/json" };
+const MAX_NEWEST_DEAD_LETTERS = 50;
 
 /** Options of {@linkcode createCollectorApp}. */
 export interface CollectorOptions {
@@ -59,6 +62,13 @@ export interface CollectorOptions {
    * @default not served
    */
   lmsEvents?: LmsEventsOptions;
+  /**
+   * The async branches' dead letters, served by `GET /v1/dead-letters` and
+   * `POST /v1/dead-letters/<backendName>/replay`. @default not served (404)
+   */
+  deadLetters?: DeadLetterStore;
+  /** The counters `GET /v1/metrics` serves. @default tracker.metrics() */
+  metrics?: () => MetricsSnapshot;
 }
 
 /** The collector app: a Hono app, served with `app.fetch(request, env?, executionContext?)`. */
@@ -118,7 +128,7 @@ export function createCollectorApp(options: CollectorOptions): CollectorApp {
   const shedAt = options.shedAt ?? 0.9;
   const logger = options.logger ?? consoleLogger;
   const limits = resolveLimits(options.limits);
-  const authenticate = clientBearerAuth(options.token);
+  const authenticate = clientBearerAuth<CollectorEnv>(options.token);
   const app = new Hono<CollectorEnv>();
   let clientsGone = 0;
 
@@ -142,7 +152,23 @@ export function createCollectorApp(options: CollectorOptions): CollectorApp {
     app.route("/", createLmsEventsApp(options.lmsEvents, { tracker, intake, clientIp, logger, waitUntil }));
   }
 
-  for (const path of ["/v1/events", "/v1/metrics", "/v1/event-types", "/v1/bus/*"]) app.use(path, authenticate);
+  for (const path of ["/v1/events", "/v1/metrics", "/v1/metrics.json", "/v1/event-types", "/v1/bus/tickets"]) {
+    app.use(path, authenticate);
+  }
+  app.use("/v1/dead-letters/*", authenticate);
+  app.use("/v1/dead-letters", authenticate);
+  // A browser's WebSocket carries no Authorization header: it offers a ticket as a subprotocol instead.
+  const tickets = busTickets(options.token);
+  app.use("/v1/bus/subscribe", async function ticketOrBearer(c, next) {
+    const ticket = offeredTicket(c.req.header("sec-websocket-protocol"));
+    if (ticket === undefined) return authenticate(c, next);
+    const client = await tickets.verify(ticket);
+    if (client === undefined) {
+      throw httpError(401, "unauthorized", "Invalid or expired bus ticket: ask POST /v1/bus/tickets for a new one");
+    }
+    c.set("client", client);
+    await next();
+  });
 
   // The tracker's catalog: every documented and observed name, with its counts and (undocumented) inferred schema.
   app.get("/v1/event-types", (c) => {
@@ -215,18 +241,52 @@ export function createCollectorApp(options: CollectorOptions): CollectorApp {
     },
   );
 
-  app.get(
-    "/v1/metrics",
-    (c) =>
-      c.text(
-        toPrometheus(tracker.metrics()) +
-          "# HELP event_tracking_client_disconnects_total Requests whose client went away before the answer\n" +
-          "# TYPE event_tracking_client_disconnects_total counter\n" +
-          `event_tracking_client_disconnects_total ${clientsGone}\n`,
-        200,
-        { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-      ),
+  const metrics = options.metrics ?? (() => tracker.metrics());
+  const metricsJson = (c: HonoContext) =>
+    c.json({ at: new Date().toISOString(), backends: metrics(), clientDisconnects: clientsGone });
+  app.get("/v1/metrics.json", metricsJson);
+  app.get("/v1/metrics", (c) => {
+    if (c.req.header("accept")?.includes("application/json")) return metricsJson(c);
+    return c.text(
+      toPrometheus(metrics()) +
+        "# HELP event_tracking_client_disconnects_total Requests whose client went away before the answer\n" +
+        "# TYPE event_tracking_client_disconnects_total counter\n" +
+        `event_tracking_client_disconnects_total ${clientsGone}\n`,
+      200,
+      { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+    );
+  });
+
+  const deadLetters = () => {
+    if (options.deadLetters === undefined) {
+      throw httpError(404, "dead_letters_unavailable", "This collector keeps no dead letters it can list");
+    }
+    return options.deadLetters;
+  };
+  app.get("/v1/dead-letters", async (c) => {
+    const newest = c.req.query("newest") ?? "5";
+    if (!/^\d{1,2}$/.test(newest) || Number(newest) > MAX_NEWEST_DEAD_LETTERS) {
+      throw httpError(
+        400,
+        "invalid_query",
+        `'newest' must be an integer from 0 to ${MAX_NEWEST_DEAD_LETTERS}: current value is ${JSON.stringify(newest)}`,
+      );
+    }
+    return c.json({ branches: await deadLetters().list(Number(newest)) });
+  });
+  app.post(
+    "/v1/dead-letters/:backendName/replay",
+    async (c) => c.json(await deadLetters().replay(c.req.param("backendName"))),
   );
+
+  app.post("/v1/bus/tickets", async (c) => {
+    if (busSubscribe === undefined) throw httpError(404, "bus_unavailable", "This collector has no event bus");
+    return c.json({
+      ticket: await tickets.issue(c.get("client")),
+      protocol: BUS_PROTOCOL,
+      expiresIn: TICKET_LIFETIME_S,
+    });
+  });
 
   app.get("/v1/bus/subscribe", (c) => {
     if (busSubscribe === undefined) throw httpError(404, "bus_unavailable", "This collector has no event bus");

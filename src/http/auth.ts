@@ -11,6 +11,9 @@ import type { HonoMiddleware } from "./_hono.ts";
 /** Client name → token. A single token belongs to the client `"default"`. */
 export type Tokens = string | Readonly<Record<string, string>>;
 
+/** A Hono environment whose variable `client` names the authenticated client. */
+export type ClientEnv = { Variables: { client: string } };
+
 /** What `hono/bearer-auth` accepts as a token (RFC 6750 `b64token`). */
 const TOKEN_SYNTAX = /^[A-Za-z0-9._~+/-]+=*$/;
 const encoder = new TextEncoder();
@@ -25,6 +28,31 @@ function sameDigest(a: Uint8Array, b: Uint8Array): boolean {
   let difference = 0;
   for (let i = 0; i < a.length; i++) difference |= a[i] ^ b[i];
   return difference === 0;
+}
+
+/**
+ * The configured tokens as `[client, token]` pairs, checked.
+ *
+ * @throws {TypeError} If a token is empty, not a string, or not an RFC 6750 bearer token.
+ */
+export function tokenEntries(tokens: Tokens | undefined): [client: string, token: string][] {
+  const entries: [string, string][] = tokens === undefined
+    ? []
+    : typeof tokens === "string"
+    ? [["default", tokens]]
+    : Object.entries(tokens);
+  for (const [client, token] of entries) {
+    if (typeof token !== "string" || token === "") {
+      throw new TypeError(`Cannot create the collector: the token of client "${client}" must be a non-empty string`);
+    }
+    if (!TOKEN_SYNTAX.test(token)) {
+      throw new TypeError(
+        `Cannot create the collector: the token of client "${client}" must be a bearer token ` +
+          "(letters, digits and -._~+/, then optional = padding)",
+      );
+    }
+  }
+  return entries;
 }
 
 /**
@@ -57,23 +85,8 @@ function sameDigest(a: Uint8Array, b: Uint8Array): boolean {
  *
  * @throws {TypeError} If a token is empty, not a string, or not an RFC 6750 bearer token.
  */
-export function clientBearerAuth(tokens: Tokens | undefined): HonoMiddleware<{ Variables: { client: string } }> {
-  const entries = tokens === undefined
-    ? []
-    : typeof tokens === "string"
-    ? [["default", tokens]]
-    : Object.entries(tokens);
-  for (const [client, token] of entries) {
-    if (typeof token !== "string" || token === "") {
-      throw new TypeError(`Cannot create the collector: the token of client "${client}" must be a non-empty string`);
-    }
-    if (!TOKEN_SYNTAX.test(token)) {
-      throw new TypeError(
-        `Cannot create the collector: the token of client "${client}" must be a bearer token ` +
-          "(letters, digits and -._~+/, then optional = padding)",
-      );
-    }
-  }
+export function clientBearerAuth<E extends ClientEnv = ClientEnv>(tokens: Tokens | undefined): HonoMiddleware<E> {
+  const entries = tokenEntries(tokens);
   // Digested on first use: Web Crypto is asynchronous, and a Worker may not start work outside a request.
   let clients: Promise<{ client: string; digest: Uint8Array }[]> | undefined;
   // Tokens verified once, whole string → client: a known token skips the digest from then on. Only a token
@@ -94,7 +107,7 @@ export function clientBearerAuth(tokens: Tokens | undefined): HonoMiddleware<{ V
       message: entries.length === 0 ? "No token is configured on this server: set EVENT_TRACKING_TOKEN" : message,
     }, { status: 401 });
   const missing = unauthorized("Missing bearer token: send 'Authorization: Bearer <token>'");
-  return bearerAuth<{ Variables: { client: string } }>({
+  return bearerAuth<E>({
     realm: "event-tracking",
     verifyToken(token, c) {
       if (entries.length === 0) return false;

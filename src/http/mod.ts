@@ -49,7 +49,17 @@ export {
   maskCsrfSecret,
   sessionHash,
 } from "./lms_security.ts";
-export { clientBearerAuth, type Tokens } from "./auth.ts";
+export { clientBearerAuth, type ClientEnv, type Tokens } from "./auth.ts";
+export {
+  BUS_PROTOCOL,
+  type BusTickets,
+  busTickets,
+  offeredTicket,
+  offersBusProtocol,
+  TICKET_LIFETIME_S,
+  TICKET_PROTOCOL_PREFIX,
+} from "./bus_ticket.ts";
+export type { DeadLetterBranch, DeadLetterEntry, DeadLetterReplay, DeadLetterStore } from "./dead_letters.ts";
 export { type FieldError, httpError, type HttpErrorOptions, isHttpException } from "./errors.ts";
 export {
   requestContext,

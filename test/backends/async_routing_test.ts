@@ -92,7 +92,7 @@ Deno.test("AsyncRoutingBackend dead-letters every event of a permanently failing
   assert.equal(tracker.metrics()["root/caliper"].deadLettered, 200);
 
   broken = false;
-  assert.equal(await branch.replayDeadLetters(path), 200);
+  assert.deepEqual(await branch.replayDeadLetters(path), { replayed: 200, delivered: 200, deadLettered: 0 });
   await tracker.close();
   assert.deepEqual([...sink.stored.keys()].sort(), [...ids].sort());
   // Replayed events are the original events, without the dead-letter metadata.
@@ -100,7 +100,7 @@ Deno.test("AsyncRoutingBackend dead-letters every event of a permanently failing
   assert.deepEqual(Object.keys(first), ["id", "name", "timestamp", "context", "data"]);
   assert.deepEqual(first.data, { i: 0 });
   await assert.rejects(Deno.stat(path), Deno.errors.NotFound);
-  assert.equal(await branch.replayDeadLetters(path), 0, "nothing left to replay");
+  assert.deepEqual(await branch.replayDeadLetters(path), { replayed: 0, delivered: 0, deadLettered: 0 }, "nothing left");
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -277,7 +277,7 @@ Deno.test("AsyncRoutingBackend replays dead letters from an iterable and reports
     data: { x: 1 },
     deadLetter: { error: "x", attempts: 5, backend: "sink", at: "" },
   };
-  assert.equal(await branch.replayDeadLetters([letter, { name: 5 }]), 1);
+  assert.deepEqual(await branch.replayDeadLetters([letter, { name: 5 }]), { replayed: 1, delivered: 1, deadLettered: 0 });
   await branch.close();
   assert.deepEqual(sink.events.map((e) => e.data), [{ x: 1 }]);
   assert.match(
@@ -359,8 +359,8 @@ Deno.test("AsyncRoutingBackend replay: letters that fail again start a new dead-
   const path = branch.deadLetterPath!;
   assert.equal((await Deno.readTextFile(path)).trimEnd().split("\n").length, 20);
 
-  // Still broken: every replayed letter is dead-lettered again, into a new file by the same name.
-  assert.equal(await branch.replayDeadLetters(), 20);
+  // Still broken: every replayed letter is dead-lettered again, into a new file by the same name, and reported so.
+  assert.deepEqual(await branch.replayDeadLetters(), { replayed: 20, delivered: 0, deadLettered: 20 });
   await tracker.flush();
   const again = (await Deno.readTextFile(path)).trimEnd().split("\n").map((l) => JSON.parse(l) as DeadLetter);
   assert.deepEqual(again.map((l) => l.id).sort(), [...ids].sort());
