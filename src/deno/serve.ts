@@ -512,7 +512,8 @@ async function serve(): Promise<void> {
   console.error(
     `Event collector listening on ${collector.url}\n` +
       `  curl -X POST ${collector.url}/v1/events -H 'Authorization: Bearer ${token}' ` +
-      `-d '{"name":"edx.ui.click","data":{"x":1}}'`,
+      `-d '{"name":"edx.ui.click","data":{"x":1}}'\n` +
+      `  Console: ${collector.url}/console (sign in with the token)`,
   );
 }
 

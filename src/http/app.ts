@@ -15,6 +15,7 @@ import { clientBearerAuth, type Tokens } from "./auth.ts";
 import { BUS_PROTOCOL, busTickets, offeredTicket, TICKET_LIFETIME_S } from "./bus_ticket.ts";
 import type { DeadLetterStore } from "./dead_letters.ts";
 import { httpError, httpExceptionResponse, isHttpException } from "./errors.ts";
+import { createConsoleApp } from "./console/app.ts";
 import { createLmsEventsApp, type LmsEventsOptions } from "./lms_events.ts";
 import { requestContext, requestEmitter, type TrackingVariables } from "./tracking_context.ts";
 import { ClientGone, type CollectorLimits, resolveLimits, validEvents } from "./validate.ts";
@@ -69,6 +70,8 @@ export interface CollectorOptions {
   deadLetters?: DeadLetterStore;
   /** The counters `GET /v1/metrics` serves. @default tracker.metrics() */
   metrics?: () => MetricsSnapshot;
+  /** Serves the operator console at `GET /console` (a page with no data: it reads the API with the token). @default true */
+  console?: boolean;
 }
 
 /** The collector app: a Hono app, served with `app.fetch(request, env?, executionContext?)`. */
@@ -89,8 +92,16 @@ export type CollectorEnv = { Variables: TrackingVariables & { client: string } }
  * - `GET /v1/health` — no credentials needed.
  * - `GET /v1/metrics` — Prometheus text of `tracker.metrics()`, plus
  *   `event_tracking_client_disconnects_total`: requests whose client went
- *   away mid-request (counted, not logged as errors).
- * - `GET /v1/bus/subscribe?pattern=…` — a WebSocket of bus events whose names match.
+ *   away mid-request (counted, not logged as errors). With `Accept:
+ *   application/json`, or as `GET /v1/metrics.json`: `{ at, backends, clientDisconnects }`.
+ * - `GET /v1/bus/subscribe?pattern=…` — a WebSocket of bus events whose names match. Authenticated by
+ *   the bearer token, or by a ticket from `POST /v1/bus/tickets` (`{ ticket, protocol, expiresIn }`)
+ *   offered as the subprotocol `ticket.<ticket>` beside `event-tracking`, as a browser must.
+ * - `GET /v1/dead-letters?newest=5` — with `deadLetters`: `{ branches }`, each async branch's dead-letter
+ *   count and newest few; `POST /v1/dead-letters/<backendName>/replay` feeds them back and answers
+ *   `{ backendName, replayed, delivered, deadLettered, pending }`.
+ * - `GET /console` — the operator console (metrics, throughput, a live tail, dead letters); no credentials
+ *   needed for the page itself, which asks for the token.
  * - `GET /v1/event-types` — the tracker's event catalog as JSON, `{ eventTypes, untracked }`: every
  *   documented and observed name with its description, version, schema, `seen`/`invalid` counts
  *   and, for undocumented names, its `inferred` schema (an empty list without a catalog).
@@ -147,6 +158,7 @@ export function createCollectorApp(options: CollectorOptions): CollectorApp {
   );
 
   app.get("/v1/health", (c) => c.json({ status: "ok" }));
+  if (options.console !== false) app.route("/", createConsoleApp());
 
   if (options.lmsEvents !== undefined) {
     app.route("/", createLmsEventsApp(options.lmsEvents, { tracker, intake, clientIp, logger, waitUntil }));
