@@ -62,6 +62,17 @@ export interface ReplayReport {
   readonly delivered: number;
   /** Of those, events that failed again and are dead letters once more. */
   readonly deadLettered: number;
+  /**
+   * Of those, events that could be neither delivered nor dead-lettered again (nor stored by the queue): a
+   * replayed file is kept for the next replay then; replayed letters given as an iterable are the caller's to keep.
+   */
+  readonly failed: number;
+}
+
+interface ReplayTally {
+  delivered: number;
+  deadLettered: number;
+  failed: number;
 }
 
 /** Options of {@linkcode AsyncRoutingBackend}. */
@@ -220,8 +231,8 @@ export class AsyncRoutingBackend implements Backend {
   readonly #deadLetters = new PendingSet();
   // Messages handed to the consumer and not yet settled; a deadline dead-letters them.
   readonly #inDelivery = new Set<QueueMessage>();
-  // Events a replay queued, until they are dead-lettered again: what the replay reports as failed again.
-  readonly #replaying = new WeakMap<TrackingEvent, { deadLettered: number }>();
+  // Events a replay queued and not dead-lettered again (so far): what tells delivered from dead-lettered at the end.
+  readonly #replaying = new WeakSet<TrackingEvent>();
   #unreportedOverflow = 0;
   #unreportedDeadLetters = 0;
   #lastReport = -Infinity;
@@ -350,7 +361,7 @@ export class AsyncRoutingBackend implements Backend {
       }
       source = this.deadLetterPath;
     }
-    const tally = { deadLettered: 0 };
+    const tally: ReplayTally = { delivered: 0, deadLettered: 0, failed: 0 };
     let replayed = 0;
     if (typeof source === "string") {
       // Dead letters still being written belong in the file before it is claimed; closing our own sink
@@ -363,14 +374,17 @@ export class AsyncRoutingBackend implements Backend {
       });
     } else {
       const queued: Promise<void>[] = [];
-      for await (const letter of source) {
+      const requeue = (letter: unknown) => {
         const settled = this.#requeue(letter, "a replayed dead letter", tally);
         if (settled !== false) queued.push(settled);
-      }
+      };
+      // A plain iterable is queued in one go, so that a transport sends it in batches rather than one by one.
+      if (Symbol.iterator in source) { for (const letter of source) requeue(letter); }
+      else for await (const letter of source) requeue(letter);
       replayed = queued.length;
       await Promise.allSettled(queued);
     }
-    return { replayed, delivered: replayed - tally.deadLettered, deadLettered: tally.deadLettered };
+    return { replayed, ...tally };
   }
 
   /**
@@ -553,12 +567,7 @@ export class AsyncRoutingBackend implements Backend {
 
   #sendToDeadLetter(event: TrackingEvent, error: unknown, attempts: number, backend: string): Promise<void> {
     this.#counters.deadLettered++;
-    const replay = this.#replaying.get(event);
-    if (replay !== undefined) {
-      // Once per event, however many of its backends failed.
-      this.#replaying.delete(event);
-      replay.deadLettered++;
-    }
+    this.#replaying.delete(event);
     this.#unreportedDeadLetters++;
     if (Date.now() - this.#lastReport >= this.#reportIntervalMs) this.#report();
     const letter: DeadLetter = {
@@ -589,7 +598,7 @@ export class AsyncRoutingBackend implements Backend {
     return written;
   }
 
-  #requeue(letter: unknown, where: string, tally: { deadLettered: number }): Promise<void> | false {
+  #requeue(letter: unknown, where: string, tally: ReplayTally): Promise<void> | false {
     let event: TrackingEvent;
     try {
       event = restoreEvent(letter);
@@ -606,8 +615,16 @@ export class AsyncRoutingBackend implements Backend {
     const targets = typeof backend === "string" && this.consumer.backends.has(backend) ? [backend] : undefined;
     this.#counters.received++;
     this.#counters.passed++;
-    this.#replaying.set(event, tally);
-    return this.#enqueue(event, targets);
+    this.#replaying.add(event);
+    const settled = this.#enqueue(event, targets).then(
+      () => void (this.#replaying.delete(event) ? tally.delivered++ : tally.deadLettered++),
+      (error) => {
+        tally.failed++;
+        throw error;
+      },
+    );
+    settled.catch(ignore); // the caller may look at it only once the others are queued
+    return settled;
   }
 
   async #settle(method: "flush" | "close", work: (Promise<void> | undefined)[]): Promise<void> {

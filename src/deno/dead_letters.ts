@@ -43,7 +43,7 @@ function branchesOf(tracker: Tracker): { path: string; branch: AsyncRoutingBacke
  *
  * const dataDir = await Deno.makeTempDir();
  * const tracker = createTracker({ backends: { logs: { ENGINE: "async_routing" } } }, { dataDir });
- * assert.deepEqual(await replayDeadLetters(tracker), { "root/logs": { replayed: 0, delivered: 0, deadLettered: 0 } });
+ * assert.deepEqual(await replayDeadLetters(tracker), { "root/logs": { replayed: 0, delivered: 0, deadLettered: 0, failed: 0 } });
  * await tracker.close();
  * await Deno.remove(dataDir, { recursive: true });
  * ```

@@ -47,6 +47,8 @@ export interface DeadLetterReplay {
   readonly delivered: number;
   /** Of those, events that failed again and are dead letters once more. */
   readonly deadLettered: number;
+  /** Of those, events that could be neither delivered nor dead-lettered again: they are kept for the next replay. */
+  readonly failed: number;
   /** Of those, events handed to a queue whose outcome is not known yet (the Worker's Cloudflare Queue). */
   readonly pending: number;
 }
@@ -62,7 +64,7 @@ export interface DeadLetterReplay {
  *
  * const store: DeadLetterStore = {
  *   list: () => Promise.resolve([{ backendName: "caliper", path: "root/caliper", count: 0, newest: [] }]),
- *   replay: (backendName) => Promise.resolve({ backendName, replayed: 0, delivered: 0, deadLettered: 0, pending: 0 }),
+ *   replay: (backendName) => Promise.resolve({ backendName, replayed: 0, delivered: 0, deadLettered: 0, failed: 0, pending: 0 }),
  * };
  * assert.equal((await store.list(5))[0].count, 0);
  * ```

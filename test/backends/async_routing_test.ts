@@ -1,3 +1,4 @@
+import { CloudflareQueueTransport } from "../../src/cloudflare/queue.ts";
 import assert from "node:assert/strict";
 import {
   AsyncRoutingBackend,
@@ -92,7 +93,7 @@ Deno.test("AsyncRoutingBackend dead-letters every event of a permanently failing
   assert.equal(tracker.metrics()["root/caliper"].deadLettered, 200);
 
   broken = false;
-  assert.deepEqual(await branch.replayDeadLetters(path), { replayed: 200, delivered: 200, deadLettered: 0 });
+  assert.deepEqual(await branch.replayDeadLetters(path), { replayed: 200, delivered: 200, deadLettered: 0, failed: 0 });
   await tracker.close();
   assert.deepEqual([...sink.stored.keys()].sort(), [...ids].sort());
   // Replayed events are the original events, without the dead-letter metadata.
@@ -100,7 +101,11 @@ Deno.test("AsyncRoutingBackend dead-letters every event of a permanently failing
   assert.deepEqual(Object.keys(first), ["id", "name", "timestamp", "context", "data"]);
   assert.deepEqual(first.data, { i: 0 });
   await assert.rejects(Deno.stat(path), Deno.errors.NotFound);
-  assert.deepEqual(await branch.replayDeadLetters(path), { replayed: 0, delivered: 0, deadLettered: 0 }, "nothing left");
+  assert.deepEqual(
+    await branch.replayDeadLetters(path),
+    { replayed: 0, delivered: 0, deadLettered: 0, failed: 0 },
+    "nothing left",
+  );
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -277,7 +282,12 @@ Deno.test("AsyncRoutingBackend replays dead letters from an iterable and reports
     data: { x: 1 },
     deadLetter: { error: "x", attempts: 5, backend: "sink", at: "" },
   };
-  assert.deepEqual(await branch.replayDeadLetters([letter, { name: 5 }]), { replayed: 1, delivered: 1, deadLettered: 0 });
+  assert.deepEqual(await branch.replayDeadLetters([letter, { name: 5 }]), {
+    replayed: 1,
+    delivered: 1,
+    deadLettered: 0,
+    failed: 0,
+  });
   await branch.close();
   assert.deepEqual(sink.events.map((e) => e.data), [{ x: 1 }]);
   assert.match(
@@ -360,7 +370,7 @@ Deno.test("AsyncRoutingBackend replay: letters that fail again start a new dead-
   assert.equal((await Deno.readTextFile(path)).trimEnd().split("\n").length, 20);
 
   // Still broken: every replayed letter is dead-lettered again, into a new file by the same name, and reported so.
-  assert.deepEqual(await branch.replayDeadLetters(), { replayed: 20, delivered: 0, deadLettered: 20 });
+  assert.deepEqual(await branch.replayDeadLetters(), { replayed: 20, delivered: 0, deadLettered: 20, failed: 0 });
   await tracker.flush();
   const again = (await Deno.readTextFile(path)).trimEnd().split("\n").map((l) => JSON.parse(l) as DeadLetter);
   assert.deepEqual(again.map((l) => l.id).sort(), [...ids].sort());
@@ -423,4 +433,37 @@ Deno.test("AsyncRoutingBackend.send() settles once the event is delivered or dea
   await tracker.send(other);
   assert.equal(deadLetter.events[0].id, other.id, "settled only once the dead letter was written");
   await tracker.close();
+});
+
+Deno.test("replayDeadLetters(iterable) hands a plain array to the transport in one go, and counts what could not be stored as failed", async () => {
+  const calls: number[] = [];
+  let refuse = false;
+  const queue = {
+    sendBatch(messages: Iterable<unknown>) {
+      calls.push([...messages].length);
+      return refuse ? Promise.reject(new Error("Queue unavailable")) : Promise.resolve();
+    },
+  };
+  const logger = new RecordingLogger();
+  const branch = new AsyncRoutingBackend({
+    backendName: "caliper",
+    backends: { sink: new InMemoryBackend() },
+    deadLetter: new InMemoryBackend(),
+    transport: new CloudflareQueueTransport({ queue, path: "backends.caliper", logger, sendBackoff: { initialMs: 0 } }),
+    logger,
+  });
+  const letters = [1, 2, 3].map((i) => ({
+    id: String(i),
+    name: "e",
+    timestamp: "2026-11-30T00:00:00.000Z",
+    context: {},
+    data: {},
+    deadLetter: { error: "x", attempts: 5, backend: "sink", at: "" },
+  }));
+  // Stored by the Queue: "delivered" from this side of it.
+  assert.deepEqual(await branch.replayDeadLetters(letters), { replayed: 3, delivered: 3, deadLettered: 0, failed: 0 });
+  assert.deepEqual(calls, [3], "one sendBatch for the three");
+  refuse = true;
+  assert.deepEqual(await branch.replayDeadLetters(letters), { replayed: 3, delivered: 0, deadLettered: 0, failed: 3 });
+  await branch.close();
 });

@@ -79,6 +79,7 @@ Deno.test("GET /v1/dead-letters counts and shows a failing branch's dead letters
     replayed: 8,
     delivered: 0,
     deadLettered: 8,
+    failed: 0,
     pending: 0,
   });
   assert.equal((await list())[1].count, 8, "the new dead-letter file, counted afresh");
@@ -90,6 +91,7 @@ Deno.test("GET /v1/dead-letters counts and shows a failing branch's dead letters
     replayed: 8,
     delivered: 8,
     deadLettered: 0,
+    failed: 0,
     pending: 0,
   });
   assert.equal(received.length, 8);
@@ -134,7 +136,7 @@ Deno.test("replayDeadLetters(tracker) reports, per branch, what was delivered ag
     JSON.stringify({ id: "1", name: "x", timestamp: "2026-11-30T00:00:00.000Z", context: {}, data: {} }) + "\n",
   );
   assert.deepEqual(await replayDeadLetters(tracker), {
-    "root/caliper": { replayed: 1, delivered: 1, deadLettered: 0 },
+    "root/caliper": { replayed: 1, delivered: 1, deadLettered: 0, failed: 0 },
   });
   await tracker.close();
   await Deno.remove(dataDir, { recursive: true });

@@ -147,7 +147,7 @@ Deno.test("GET /v1/dead-letters lists the store's branches; POST …/replay repo
     },
     replay(backendName) {
       if (backendName !== "caliper") throw httpError(404, "unknown_branch", `No async branch named "${backendName}"`);
-      return Promise.resolve({ backendName, replayed: 3, delivered: 2, deadLettered: 1, pending: 0 });
+      return Promise.resolve({ backendName, replayed: 3, delivered: 2, deadLettered: 1, failed: 0, pending: 0 });
     },
   };
   const { tracker, app: collector } = app({ deadLetters: store });

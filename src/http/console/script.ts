@@ -431,9 +431,12 @@ async function replay(name, entry) {
       entry.report.textContent = "Replay failed: " + messageOf(body, "the collector answered " + response.status);
     } else {
       const pending = Number(body.pending) || 0;
+      const failed = Number(body.failed) || 0;
       entry.report.textContent = "Replayed " + integer(body.replayed) + ": " + integer(body.delivered) +
         " delivered again, " + integer(body.deadLettered) + " dead-lettered again" +
-        (pending > 0 ? ", " + pending + " queued" : "") + " (" + clock(Date.now()) + ")";
+        (pending > 0 ? ", " + pending + " queued" : "") +
+        (failed > 0 ? ", " + failed + " could not be stored (kept for the next replay)" : "") +
+        " (" + clock(Date.now()) + ")";
     }
   } catch (error) {
     if (error instanceof Unauthorized) return;
