@@ -3,8 +3,9 @@
  * The edge collector as a Cloudflare Worker: `createWorker` (of
  * `@edx/event-tracking/cloudflare`) builds the handlers from the bindings —
  * `fetch` serves the collector's HTTP API, `queue` delivers queued events to
- * the sinks — and {@linkcode EventBusObject} fans bus events out to WebSocket
- * subscribers. Bindings and environment: see wrangler.toml and README.md
+ * the sinks — {@linkcode EventBusObject} fans bus events out to WebSocket
+ * subscribers, and {@linkcode DeadLetterObject} keeps dead letters until they
+ * are replayed. Bindings and environment: see wrangler.toml and README.md
  * beside this file.
  *
  * The reference above brings the Workers runtime's global types
@@ -19,12 +20,12 @@
 import regexWasm from "../wasm/regex_filter.wasm";
 import { mongoEngines } from "../src/backends/mongo.ts";
 import { useRegexWasmModule } from "../src/processors/regex_filter.ts";
-import { createWorker, EventBusObject, type WorkerEnv } from "../src/cloudflare/mod.ts";
+import { createWorker, DeadLetterObject, EventBusObject, type WorkerEnv } from "../src/cloudflare/mod.ts";
 
 // Workers cannot compile WebAssembly from bytes: RegexFilter uses the module wrangler compiled.
 useRegexWasmModule(regexWasm as WebAssembly.Module);
 
-export { EventBusObject };
+export { DeadLetterObject, EventBusObject };
 
 // `mongo` sinks default to MONGODB_URI; a tree with one is built per queue batch, any other once per isolate.
 export default createWorker<WorkerEnv>({

@@ -2,7 +2,8 @@
  * Builds the Worker's tracker from its bindings: `EVENT_TRACKING_CONFIG` (in
  * the `createTracker` format) or a default tree, with `async_routing`
  * branches on the Cloudflare Queue, `event_bus` branches on the Durable
- * Object (each on its own topic), dead letters in the Worker's log, and a
+ * Object (each on its own topic), dead letters in the Worker's log and (with
+ * the `DEAD_LETTERS` binding) in the {@linkcode DeadLetterObject}, and a
  * `mongo` engine that defaults to `MONGODB_URI`.
  *
  * @module
@@ -14,8 +15,14 @@ import { LoggerBackend } from "../backends/logger.ts";
 import { createTracker, type Engine, MONGO_ENGINE_NAMES, type TrackerConfig } from "../config.ts";
 import type { DiagnosticLogger } from "../diagnostics.ts";
 import { ImproperlyConfigured } from "../errors.ts";
+import type { DeadLetterStore } from "../http/dead_letters.ts";
 import type { Tracker } from "../tracker.ts";
 import { walkTree } from "../tree.ts";
+import {
+  type DeadLetterNamespaceLike,
+  DeadLetterObjectSink,
+  durableObjectDeadLetterStore,
+} from "./dead_letter_object.ts";
 import { DurableObjectBus, type DurableObjectNamespaceLike } from "./event_bus_object.ts";
 import { type CloudflareQueue, CloudflareQueueTransport } from "./queue.ts";
 
@@ -31,6 +38,11 @@ export interface WorkerEnv {
   EVENTS_QUEUE: CloudflareQueue;
   /** The Durable Object namespace of the event bus ({@linkcode EventBusObject}). */
   EVENT_BUS: DurableObjectNamespaceLike;
+  /**
+   * The Durable Object namespace that keeps dead letters ({@linkcode DeadLetterObject}).
+   * Unset: dead letters are only logged, and `GET /v1/dead-letters` answers 404.
+   */
+  DEAD_LETTERS?: DeadLetterNamespaceLike;
   /** `on` serves the LMS's `/event` and `/segmentio/event` (as does setting any variable below); `off` never. */
   EVENT_TRACKING_LMS_EVENTS?: string;
   /** The LMS's public JWK set (JSON text): identity from the `edx-jwt-cookie-*` cookies. */
@@ -65,6 +77,8 @@ export interface Collector {
    * that the tracker must not outlive one queue batch.
    */
   readonly invocationBound: boolean;
+  /** The dead letters of the async branches, kept by the {@linkcode DeadLetterObject}; unset without `DEAD_LETTERS`. */
+  readonly deadLetters?: DeadLetterStore;
 }
 
 /** Options of {@linkcode buildCollector}. */
@@ -149,7 +163,9 @@ function readConfig<E extends WorkerEnv>(env: E, config: BuildCollectorOptions<E
  * Cloudflare Queue, `event_bus` branches publish to the Durable Object on
  * their own topic (without holding up the other branches: the Worker's 202
  * waits for the Queue, and bus calls finish under `waitUntil`), dead
- * letters go to the log (Workers have no files), and the `engines` given
+ * letters go to the log (Workers have no files) and, with the `DEAD_LETTERS`
+ * binding, to the {@linkcode DeadLetterObject} too ({@linkcode DeadLetterObjectSink};
+ * `deadLetters` lists and replays them), and the `engines` given
  * (e.g. `mongo`, defaulting to `MONGODB_URI`) are added to the built-in ones —
  * so the same JSON works in the Worker and in a Deno server. {@linkcode createWorker} calls it; call it yourself to
  * write handlers of your own.
@@ -167,11 +183,12 @@ function readConfig<E extends WorkerEnv>(env: E, config: BuildCollectorOptions<E
  *     backends: { logs: { ENGINE: "async_routing", OPTIONS: { backends: { sink: { ENGINE: "memory" } } } } },
  *   }),
  * };
- * const { tracker, transports, topics, invocationBound } = buildCollector(env);
+ * const { tracker, transports, topics, invocationBound, deadLetters } = buildCollector(env);
  * const logs = tracker.getBackend("logs") as AsyncRoutingBackend;
  * assert.ok(logs.transport instanceof CloudflareQueueTransport);
  * assert.ok(logs.backends.get("sink") instanceof InMemoryBackend);
  * assert.deepEqual([[...transports.keys()], topics, invocationBound], [["backends.logs"], [], false]);
+ * assert.equal(deadLetters, undefined); // no DEAD_LETTERS binding: dead letters are only logged
  * await tracker.close();
  * ```
  *
@@ -186,6 +203,9 @@ export function buildCollector<E extends WorkerEnv>(env: E, options: BuildCollec
   const topics: string[] = [];
   const bus = new DurableObjectBus({ namespace: env.EVENT_BUS, awaitPublish: false, logger });
   const engines = typeof options.engines === "function" ? options.engines(env) : options.engines;
+  // Each branch's path in the tree (as metrics name it), known once the tree is built: where its letters are filed.
+  const branchPaths = new Map<string, string>();
+  const deadLetterObjects = env.DEAD_LETTERS;
   const tracker = createTracker(config, {
     logger,
     engines,
@@ -201,17 +221,32 @@ export function buildCollector<E extends WorkerEnv>(env: E, options: BuildCollec
       return transport;
     },
     busTransport: () => bus,
-    deadLetterSink: ({ backendName }) =>
-      new LoggerBackend({ name: `${backendName} dead letters`, level: "error", maxEventSize: null, logger }),
+    deadLetterSink: ({ backendName, path }) =>
+      deadLetterObjects === undefined
+        ? new LoggerBackend({ name: `${backendName} dead letters`, level: "error", maxEventSize: null, logger })
+        : new DeadLetterObjectSink({
+          namespace: deadLetterObjects,
+          backendName,
+          path: () => branchPaths.get(backendName) ?? path,
+          logger,
+        }),
   });
-  for (const { backend } of walkTree(tracker.backends)) {
-    if (backend instanceof AsyncRoutingBackend && backend.transport instanceof CloudflareQueueTransport) {
-      branches.set(backend.transport, backend);
+  for (const { backend, path } of walkTree(tracker.backends)) {
+    if (backend instanceof AsyncRoutingBackend) {
+      if (!branchPaths.has(backend.backendName)) branchPaths.set(backend.backendName, path);
+      if (backend.transport instanceof CloudflareQueueTransport) branches.set(backend.transport, backend);
     } else if (
       backend instanceof EventBusBackend && backend.transport === bus && !topics.includes(backend.backendName)
     ) {
       topics.push(backend.backendName);
     }
   }
-  return { tracker, transports, bus, topics, invocationBound: usesEngine(config, MONGO_ENGINE_NAMES) };
+  return {
+    tracker,
+    transports,
+    bus,
+    topics,
+    invocationBound: usesEngine(config, MONGO_ENGINE_NAMES),
+    deadLetters: deadLetterObjects === undefined ? undefined : durableObjectDeadLetterStore(deadLetterObjects, tracker),
+  };
 }

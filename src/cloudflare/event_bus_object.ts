@@ -18,6 +18,7 @@ import { PendingSet } from "../_pending.ts";
 import { consoleLogger, type DiagnosticLogger, typeName } from "../diagnostics.ts";
 import { ImproperlyConfigured } from "../errors.ts";
 import { serializeEvent, type TrackingEvent } from "../event.ts";
+import { BUS_PROTOCOL, offersBusProtocol } from "../http/bus_ticket.ts";
 import { RegexFilter } from "../processors/regex_filter.ts";
 import type { BusHandler, BusTransport } from "../transports/transport.ts";
 
@@ -299,9 +300,11 @@ interface Subscription {
  *   parameters (Python regular expressions, matched at the start of the event
  *   name) subscribes to that topic; the socket is accepted through the
  *   hibernation API, tagged with its topic, with `{ topic, patterns }` as its
- *   attachment. No topic, a topic over 256 characters, no pattern, a
- *   subscription over 2,048 bytes, or a pattern {@linkcode RegexFilter}
- *   refuses answer 400; any other request 404.
+ *   attachment. When the request's `Sec-WebSocket-Protocol` offers
+ *   `event-tracking` (a browser's, beside its ticket), the answer selects it.
+ *   No topic, a topic over 256 characters, no pattern, a subscription over
+ *   2,048 bytes, or a pattern {@linkcode RegexFilter} refuses answer 400; any
+ *   other request 404.
  * - `publish(topic, lines)` (RPC) sends each event, as its JSON line, to every
  *   socket subscribed to that topic with a matching pattern (decided by
  *   {@linkcode RegexFilter.matches}), and returns how many frames it sent.
@@ -423,7 +426,12 @@ export class EventBusObject extends DurableObjectBase {
     const pair = new WebSocketPair();
     this.#state.acceptWebSocket(pair[1], [topic]);
     pair[1].serializeAttachment(subscription);
-    return new Response(null, { status: 101, webSocket: pair[0] } as ResponseInit);
+    // A browser fails a handshake that selects none of the subprotocols it offered: select the bus's own
+    // (never another entry, such as the `ticket.<jwt>` that authenticated the request).
+    const headers = offersBusProtocol(request.headers.get("sec-websocket-protocol"))
+      ? { "sec-websocket-protocol": BUS_PROTOCOL }
+      : undefined;
+    return new Response(null, { status: 101, webSocket: pair[0], headers } as ResponseInit);
   }
 
   #fanOut(topic: string, lines: readonly string[]): number {

@@ -2,10 +2,11 @@
  * The collector on Cloudflare Workers: {@linkcode createWorker} returns the
  * Worker's `fetch` and `queue` handlers, built from its bindings;
  * {@linkcode EventBusObject} is the Durable Object that fans bus events out
- * to WebSocket subscribers. Under them: the Queue transport of
- * `async_routing` branches ({@linkcode CloudflareQueueTransport},
- * {@linkcode receiveQueueBatch}) and the Durable Object bus of `event_bus`
- * branches ({@linkcode DurableObjectBus}).
+ * to WebSocket subscribers, and {@linkcode DeadLetterObject} the one that
+ * keeps the async branches' dead letters until they are replayed. Under
+ * them: the Queue transport of `async_routing` branches
+ * ({@linkcode CloudflareQueueTransport}, {@linkcode receiveQueueBatch}) and
+ * the Durable Object bus of `event_bus` branches ({@linkcode DurableObjectBus}).
  *
  * A Worker is three lines (plus RegexFilter's WebAssembly, which a Worker
  * cannot compile from bytes; bindings as in worker/wrangler.toml):
@@ -13,18 +14,18 @@
  * ```ts ignore
  * import wasm from "./regex_filter.wasm"; // a copy of the package's wasm/regex_filter.wasm
  * import { useRegexWasmModule } from "@edx/event-tracking";
- * import { createWorker, EventBusObject } from "@edx/event-tracking/cloudflare";
+ * import { createWorker, DeadLetterObject, EventBusObject } from "@edx/event-tracking/cloudflare";
  * import { mongoEngines } from "@edx/event-tracking/mongo"; // only for MongoDB sinks
  *
  * useRegexWasmModule(wasm);
- * export { EventBusObject };
+ * export { DeadLetterObject, EventBusObject };
  * export default createWorker({ engines: (env) => mongoEngines(env.MONGODB_URI) }) satisfies ExportedHandler<Env>;
  * ```
  *
  * Only structural types of the Workers runtime are used (names ending in
  * `Like`, or prefixed `Cloudflare`), so this entry loads, and is tested, in
- * any runtime; `EventBusObject` extends the runtime's `DurableObject` in
- * workerd only.
+ * any runtime; `EventBusObject` and `DeadLetterObject` extend the runtime's
+ * `DurableObject` in workerd only.
  *
  * @example The queue() handler delivers what fetch() queued
  * ```ts
@@ -77,6 +78,24 @@ export {
   type CreateWorkerOptions,
   type WorkerExecutionContext,
 } from "./worker.ts";
+export {
+  DEAD_LETTER_OBJECT_NAME,
+  type DeadLetterBatch,
+  type DeadLetterNamespaceLike,
+  DeadLetterObject,
+  DeadLetterObjectSink,
+  type DeadLetterObjectSinkOptions,
+  type DeadLetterObjectStateLike,
+  type DeadLetterObjectStub,
+  durableObjectDeadLetterStore,
+  type DurableObjectDeadLetterStoreOptions,
+  MAX_DEAD_LETTERS_PER_BRANCH,
+  MAX_DEAD_LETTERS_PER_CALL,
+  MAX_REPLAY_PER_REQUEST,
+  REPLAY_CHUNK,
+  type SqlCursorLike,
+  type SqlStorageLike,
+} from "./dead_letter_object.ts";
 export {
   DurableObjectBase,
   DurableObjectBus,

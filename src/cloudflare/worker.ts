@@ -11,6 +11,7 @@ import { createCollectorApp } from "../http/app.ts";
 import { httpError } from "../http/errors.ts";
 import { lmsEventsFromEnv } from "../http/lms_events.ts";
 import type { CollectorLimits } from "../http/validate.ts";
+import { emptyMetrics, type MetricsSnapshot } from "../metrics.ts";
 import type { Tracker } from "../tracker.ts";
 import { buildCollector, type BuildCollectorOptions, type Collector, type WorkerEnv } from "./collector.ts";
 import { type CloudflareMessageBatch, receiveQueueBatch } from "./queue.ts";
@@ -59,6 +60,18 @@ export interface CollectorWorker<E extends WorkerEnv = WorkerEnv> {
 
 const LIFETIMES: readonly ConsumerLifetime[] = ["auto", "isolate", "batch"];
 
+/** The counters of several trackers of one tree, summed per path (`queueDepth` too). */
+function sumMetrics(snapshots: readonly (MetricsSnapshot | undefined)[]): MetricsSnapshot {
+  const sum: MetricsSnapshot = {};
+  for (const snapshot of snapshots) {
+    for (const [path, counters] of Object.entries(snapshot ?? {})) {
+      const total = sum[path] ??= emptyMetrics();
+      for (const key of Object.keys(total) as (keyof typeof total)[]) total[key] += counters[key] ?? 0;
+    }
+  }
+  return sum;
+}
+
 /**
  * Sends each event through the tree and resolves once every branch has taken
  * it: for the async_routing branches, once the Queue has stored it. It
@@ -101,9 +114,15 @@ function subscriber({ bus, topics }: Collector): (request: Request, topic: strin
  *   cannot use a socket opened by another invocation), in which case it
  *   builds one per batch and closes it after the batch (`consumer` option).
  *
- * Export {@linkcode EventBusObject} beside it and bind both as in
- * worker/wrangler.toml. In a Worker, RegexFilter's WebAssembly needs the
- * module wrangler compiled: `useRegexWasmModule(wasm)` (see worker/index.ts).
+ * The app lists and replays dead letters (`/v1/dead-letters`) when the
+ * `DEAD_LETTERS` binding is set ({@linkcode DeadLetterObject}, global), and
+ * serves this isolate's counters (`/v1/metrics`): its fetch tracker's plus
+ * its queue consumer's, summed per path.
+ *
+ * Export {@linkcode EventBusObject} and {@linkcode DeadLetterObject} beside
+ * it and bind them as in worker/wrangler.toml. In a Worker, RegexFilter's
+ * WebAssembly needs the module wrangler compiled: `useRegexWasmModule(wasm)`
+ * (see worker/index.ts).
  *
  * @example A Worker, with a stand-in Queue and Durable Object
  * ```ts
@@ -147,6 +166,8 @@ export function createWorker<E extends WorkerEnv = WorkerEnv>(
   // One per isolate and bindings object: the bindings do not change while an isolate lives.
   const apps = new WeakMap<E, CollectorApp>();
   const consumers = new WeakMap<E, Collector>();
+  // The counters of the queue consumer's trackers built per batch and closed since, summed.
+  const retired = new WeakMap<E, MetricsSnapshot>();
 
   function appFor(env: E): CollectorApp {
     let app = apps.get(env);
@@ -165,6 +186,9 @@ export function createWorker<E extends WorkerEnv = WorkerEnv>(
         logger: options.logger,
         // Rate limits belong to Cloudflare's WAF rules here: an isolate sees only part of the traffic.
         lmsEvents: lmsEventsFromEnv(env as unknown as Record<string, unknown>),
+        deadLetters: collector.deadLetters,
+        // This isolate's: its fetch tracker's counters (intake) plus its queue consumer's (delivery).
+        metrics: () => sumMetrics([tracker.metrics(), consumers.get(env)?.tracker.metrics(), retired.get(env)]),
       });
       apps.set(env, app);
     }
@@ -198,6 +222,10 @@ export function createWorker<E extends WorkerEnv = WorkerEnv>(
           await collector.tracker.close().catch((error) =>
             logger.error("Collector: closing the queue consumer failed", error)
           );
+          // Its counters live on in the isolate's metrics; nothing is queued in a closed tracker.
+          const counters = collector.tracker.metrics();
+          for (const path in counters) counters[path].queueDepth = 0;
+          retired.set(env, sumMetrics([retired.get(env), counters]));
         }
       }
     },

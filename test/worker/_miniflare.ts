@@ -170,6 +170,8 @@ export interface StartWorkerOptions {
   stdout: (text: string) => void;
   /** Collector variants, each at its own host name. @default [] */
   variants?: CollectorVariant[];
+  /** A directory where Durable Objects keep their storage, so that a later Miniflare on it finds it. @default in memory */
+  persist?: string;
 }
 
 /**
@@ -207,6 +209,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Miniflar
     });
   }
   const mf = new Miniflare({
+    ...options.persist === undefined ? {} : { durableObjectsPersist: options.persist },
     handleRuntimeStdio(stdout: Readable, stderr: Readable) {
       stdout.on("data", (chunk: Uint8Array) => options.stdout(new TextDecoder().decode(chunk)));
       stderr.on("data", (chunk: Uint8Array) => options.stdout(new TextDecoder().decode(chunk)));
