@@ -168,6 +168,7 @@ Deno.test("GET /v1/dead-letters lists the store's branches; POST …/replay repo
     replayed: 3,
     delivered: 2,
     deadLettered: 1,
+    failed: 0,
     pending: 0,
   });
   const unknown = await collector.request("/v1/dead-letters/nope/replay", { method: "POST", headers: auth });
@@ -184,4 +185,27 @@ Deno.test("the dead-letter routes answer 404 dead_letters_unavailable without a 
   assert.equal(response.status, 404);
   assert.equal((await response.json()).error, "dead_letters_unavailable");
   await tracker.close();
+});
+
+Deno.test("GET /console serves the page, its script and styles without credentials, under a strict CSP; console: false turns it off", async () => {
+  const { tracker, app: collector } = app();
+  const page = await collector.request("/console");
+  assert.equal(page.status, 200);
+  const csp = page.headers.get("content-security-policy")!;
+  for (const directive of ["default-src 'none'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"]) {
+    assert.ok(csp.includes(directive), `${directive} in ${csp}`);
+  }
+  const html = await page.text();
+  for (const asset of ["/console/console.js", "/console/console.css"]) {
+    assert.ok(html.includes(asset));
+    const response = await collector.request(asset);
+    assert.equal(response.status, 200, asset);
+    await response.body?.cancel();
+  }
+  assert.doesNotMatch(html, /https?:\/\//, "nothing from another host");
+  // The console's headers stay on its own paths.
+  assert.equal((await collector.request("/v1/health")).headers.get("content-security-policy"), null);
+  const { tracker: other, app: without } = app({ console: false });
+  assert.equal((await without.request("/console")).status, 404);
+  await Promise.all([tracker.close(), other.close()]);
 });
