@@ -350,9 +350,14 @@ export class EventBusObject extends DurableObjectBase {
     }
   }
 
-  /** Handles a subscription (a WebSocket upgrade request); anything else answers 404. */
+  /**
+   * Handles a subscription (a `GET` that upgrades to a WebSocket; one that
+   * does not upgrade is checked all the same, then answered 426); anything
+   * else answers 404.
+   */
   async fetch(request: Request): Promise<Response> {
-    if (request.headers.get("upgrade")?.toLowerCase() === "websocket") return this.#subscribe(request);
+    // A GET without the upgrade is checked too: a browser whose handshake was refused asks it for the reason.
+    if (request.method === "GET") return this.#subscribe(request);
     await request.body?.cancel();
     return Response.json({ error: "not_found", message: "The event bus object has no such route" }, { status: 404 });
   }
@@ -419,6 +424,12 @@ export class EventBusObject extends DurableObjectBase {
     } catch (error) {
       if (error instanceof ImproperlyConfigured) return badRequest(`Cannot subscribe: ${error.message}`);
       throw error;
+    }
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return Response.json(
+        { error: "upgrade_required", message: "GET /v1/bus/subscribe opens a WebSocket: send Upgrade: websocket" },
+        { status: 426 },
+      );
     }
     const { WebSocketPair } = globalThis as unknown as {
       WebSocketPair: new () => { 0: HibernatableWebSocket; 1: HibernatableWebSocket };

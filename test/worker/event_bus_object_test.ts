@@ -56,9 +56,16 @@ Deno.test("EventBusObject sends an event only to the sockets subscribed to its t
 
   await assert.rejects(publish(object, "", ["edx.ui.click"]), TypeError);
   await assert.rejects(object.publish("logs", "not lines" as unknown as string[]), TypeError);
-  // Anything but a WebSocket upgrade is not a route of the object: publishing is RPC only.
+  // Anything but a subscription is not a route of the object: publishing is RPC only.
   const post = await object.fetch(new Request("https://event-bus.internal/publish?topic=logs", { method: "POST" }));
   assert.equal(post.status, 404);
+  // A subscription without the upgrade is checked all the same, so that a refused browser can learn why.
+  const badPattern = await object.fetch(new Request("https://event-bus.internal/?topic=logs&pattern=edx.(course"));
+  assert.equal(badPattern.status, 400);
+  assert.match((await badPattern.json()).message, /^Cannot subscribe: .*edx\.\(course/);
+  const noUpgrade = await object.fetch(new Request("https://event-bus.internal/?topic=logs&pattern=edx"));
+  assert.equal(noUpgrade.status, 426);
+  assert.equal((await noUpgrade.json()).error, "upgrade_required");
 });
 
 Deno.test("EventBusObject answers a subscriber's ping with pong, through the runtime's auto-response where it has one", () => {
