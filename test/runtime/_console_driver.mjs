@@ -1,8 +1,12 @@
 // Drives the operator console (/console) in headless Chromium with puppeteer-core, for
-// test/runtime/console_browser_test.ts. The test owns the collector and posts the events: when the
-// driver needs events it prints `{"need": "<step>"}` on stdout and reads the test's answer (the
-// counts to expect) as one JSON line on stdin. Its last stdout line is the result, as JSON.
+// test/runtime/console_browser_test.ts (the Deno collector) and console_worker_browser_test.ts (the Worker in
+// Miniflare). The test owns the collector and posts the events: when the driver needs events it prints
+// `{"need": "<step>"}` on stdout and reads the test's answer (the counts to expect) as one JSON line on stdin.
+// Its last stdout line is the result, as JSON.
 //   node _console_driver.mjs <puppeteer-core entry URL> <chromium path> <JSON {url, token, screenshot}>
+// The answer to "second" may hold `afterReplay`: the dead-letter count the failing branch shows again once its
+// replayed letters have failed again, when the replay only queues them (a Worker: `pending`); the driver then
+// waits for it and records `deadCountAfterReplay` and `deadIdsAfterReplay`.
 import { createInterface } from "node:readline";
 
 const [puppeteerUrl, executablePath, json] = process.argv.slice(2);
@@ -63,6 +67,7 @@ try {
       { polling: 100 },
       expect,
     );
+  const deadIds = (branch) => page.$$eval(`${branch} li[data-id]`, (items) => items.map((item) => item.dataset.id));
   const tableOf = () =>
     page.$$eval("[data-testid=metrics-table] tr[data-backend]", (rows) =>
       Object.fromEntries(rows.map((row) => [
@@ -132,6 +137,7 @@ try {
   );
   result.deadCount = Number(await text(`${branch} [data-count]`));
   result.deadNewest = await page.$$eval(`${branch} li`, (items) => items.map((item) => item.textContent));
+  result.deadIds = await deadIds(branch);
   result.deadBranches = await page.$$eval(
     "[data-testid=dead-letters] [data-branch]",
     (nodes) => nodes.map((node) => [node.dataset.branch, node.querySelector("[data-count]").textContent]),
@@ -143,6 +149,17 @@ try {
     branch,
   );
   result.replayReport = await text(`${branch} [data-replay-report]`);
+  if (second.afterReplay !== undefined) {
+    // Queued, not delivered yet: the page shows the letters again once they have failed again.
+    await page.waitForFunction(
+      (selector, n) => document.querySelector(`${selector} [data-count]`)?.textContent === String(n),
+      { timeout: 30_000 },
+      branch,
+      second.afterReplay,
+    );
+    result.deadCountAfterReplay = Number(await text(`${branch} [data-count]`));
+    result.deadIdsAfterReplay = await deadIds(branch);
+  }
 
   // 5. Pause: events keep arriving but are held; resume shows them.
   await page.click("[data-testid=tail-pause]");
@@ -178,9 +195,14 @@ try {
   await page.$eval("[data-testid=tail-filter]", (input) => (input.value = ""));
   await page.type("[data-testid=tail-filter]", "edx.(course");
   await page.keyboard.press("Enter");
-  await visible("[data-testid=tail-error]");
-  result.invalidFilterError = await text("[data-testid=tail-error]");
+  // The tail gives up on the filter (state "error"); the reason, if the collector gave it, is by the filter.
+  await page.waitForFunction(() => document.querySelector("[data-testid=tail-status]").dataset.state === "error");
+  result.invalidFilterError = await page.$eval(
+    "[data-testid=tail-error]",
+    (node) => node.hidden ? "" : node.textContent.trim(),
+  );
   result.invalidFilterState = await page.$eval("[data-testid=tail-status]", (node) => node.dataset.state);
+  result.invalidFilterStatus = await text("[data-testid=tail-status]");
 
   // 9. Sign out: the token leaves sessionStorage and the sign-in form is back.
   await page.click("[data-testid=sign-out]");
