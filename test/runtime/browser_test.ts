@@ -10,11 +10,11 @@
 
 import assert from "node:assert/strict";
 import * as esbuild from "esbuild";
+import { browserSkip, chromium, devPuppeteer, isFile, PUPPETEER_ENTRY, ROOT } from "./_chromium.ts";
 
 /** The size budget of the core's minified browser bundle (issue 9). */
 const CORE_BUDGET = 50_000;
 const HERE = new URL("./", import.meta.url);
-const ROOT = new URL("../../", import.meta.url);
 
 /** Bundles one entry beside this file for the browser, minified; returns the code and what went into it. */
 async function bundleForBrowser(entry: string): Promise<{ code: string; inputs: Record<string, number> }> {
@@ -66,46 +66,23 @@ Deno.test(`Tracker + InMemoryBackend bundle for the browser, minified, in at mos
   assert.doesNotMatch(core.code, /(?:\bfrom|\bimport|\brequire)\s*\(?\s*["']node:/);
 });
 
-function isFile(path: string | URL): boolean {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
-}
-
-/** Where Chromium is: `$CHROMIUM`, or Debian's package. */
-function findChromium(): string | undefined {
-  for (const path of [Deno.env.get("CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"]) {
-    if (path && isFile(path)) return path;
-  }
-  return undefined;
-}
-
 /**
  * The puppeteer-core entry for Node.js: from the dev workspace member's
  * node_modules (dev/deno.json lists it), else installed with npm into `tmp`.
  */
 async function findPuppeteer(tmp: string): Promise<string> {
-  const entry = "puppeteer-core/lib/esm/puppeteer/puppeteer-core.js";
-  const dev = new URL(`dev/node_modules/${entry}`, ROOT);
-  if (isFile(dev)) return dev.href;
+  if (isFile(devPuppeteer)) return devPuppeteer.href;
   const npm = await new Deno.Command("npm", {
     args: ["install", "--prefix", tmp, "--no-audit", "--no-fund", "--ignore-scripts", "puppeteer-core@24"],
     stdout: "piped",
     stderr: "piped",
   }).output();
   assert.equal(npm.code, 0, `npm install puppeteer-core@24 failed: ${new TextDecoder().decode(npm.stderr)}`);
-  return new URL(`file://${tmp}/node_modules/${entry}`).href;
+  return new URL(`file://${tmp}/node_modules/${PUPPETEER_ENTRY}`).href;
 }
 
-const chromium = findChromium();
-if (chromium === undefined) {
-  console.warn(
-    "browser_test.ts: skipping the headless Chromium test: no Chromium at $CHROMIUM or /usr/bin/chromium " +
-      "(Debian: apt-get install -y chromium)",
-  );
-}
+// Only Chromium is required: puppeteer-core, when dev/node_modules lacks it, is installed into a temporary folder.
+const skip = browserSkip(import.meta.url, "the headless Chromium test", { puppeteer: false });
 
 interface PageResults {
   userAgent: string;
@@ -133,7 +110,7 @@ interface RegexResults {
 Deno.test({
   name:
     "the core runs in headless Chromium: context() scopes, withContext views, and RegexFilter after loadRegexWasm()",
-  ignore: chromium === undefined,
+  ignore: skip !== undefined,
 }, async () => {
   const core = await bundleCore();
   const regex = await bundleForBrowser("./_browser_regex.ts");

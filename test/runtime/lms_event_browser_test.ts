@@ -17,27 +17,10 @@ import type { InMemoryBackend, RoutingBackend } from "../../mod.ts";
 import { maskCsrfSecret } from "../../src/http/mod.ts";
 import { startCollector } from "../../src/deno/serve.ts";
 import { RecordingLogger } from "../_helpers.ts";
+import { browserSkip, chromium, devPuppeteer } from "./_chromium.ts";
 
 const HERE = new URL("./", import.meta.url);
-const ROOT = new URL("../../", import.meta.url);
-
-function isFile(path: string | URL): boolean {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
-}
-
-const chromium = [Deno.env.get("CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"]
-  .find((path) => path && isFile(path));
-const puppeteer = new URL("dev/node_modules/puppeteer-core/lib/esm/puppeteer/puppeteer-core.js", ROOT);
-const skip = chromium === undefined
-  ? "no Chromium at $CHROMIUM or /usr/bin/chromium (Debian: apt-get install -y chromium)"
-  : !isFile(puppeteer)
-  ? "no puppeteer-core in dev/node_modules (deno install --config dev/deno.json)"
-  : undefined;
-if (skip) console.warn(`lms_event_browser_test.ts: skipping the MFE → LMS /event browser test: ${skip}`);
+const skip = browserSkip(import.meta.url, "the MFE → LMS /event browser test");
 
 const COURSE = "course-v1:edX+DemoX+Demo_Course";
 const SECRET = "abcdefghijklmnopqrstuvwxyzABCDEF"; // the csrftoken cookie's secret
@@ -130,7 +113,7 @@ Deno.test({
     const run = new Deno.Command("node", {
       args: [
         new URL("_lms_mfe_driver.mjs", HERE).pathname,
-        puppeteer.href,
+        devPuppeteer.href,
         chromium!,
         JSON.stringify({ pageUrl, lmsUrl, cookies }),
       ],
