@@ -138,20 +138,31 @@ function write(value: unknown, seen: Set<object>, depth: number): string | undef
   }
   const object = value as Record<string, unknown> & { toJSON?: () => unknown };
   if (typeof object.toJSON === "function") return write(object.toJSON(), seen, depth);
-  if (seen.has(object)) throw new TypeError("Cannot write a cyclic structure as JSON");
   if (depth > 512) throw new TypeError("Cannot write a structure nested this deep as JSON");
-  seen.add(object);
+  // A cycle nests without end: objects are tracked only below the depth events reach, where it still shows.
+  const tracked = depth >= UNTRACKED_DEPTH;
+  if (tracked) {
+    if (seen.has(object)) throw new TypeError("Cannot write a cyclic structure as JSON");
+    seen.add(object);
+  }
   let out: string;
   if (Array.isArray(object)) {
-    out = "[" + object.map((item) => write(item, seen, depth + 1) ?? "null").join(", ") + "]";
+    out = "[";
+    for (let i = 0; i < object.length; i++) {
+      out += (i === 0 ? "" : ", ") + (write(object[i], seen, depth + 1) ?? "null");
+    }
+    out += "]";
   } else {
-    const parts: string[] = [];
+    out = "{";
     for (const key of Object.keys(object)) {
       const item = write(object[key], seen, depth + 1);
-      if (item !== undefined) parts.push(`${pythonJsonString(key)}: ${item}`);
+      if (item !== undefined) out += (out.length === 1 ? "" : ", ") + pythonJsonString(key) + ": " + item;
     }
-    out = "{" + parts.join(", ") + "}";
+    out += "}";
   }
-  seen.delete(object);
+  if (tracked) seen.delete(object);
   return out;
 }
+
+// Events nest at most 32 levels (the snapshot's limit): below that, no bookkeeping per object.
+const UNTRACKED_DEPTH = 32;

@@ -15,7 +15,7 @@
  * @module
  */
 
-import { restoreEvent, type TrackingEvent } from "../event.ts";
+import { EmittedEvent, restoreEvent, type TrackingEvent } from "../event.ts";
 import type { ProcessorObject } from "../processor.ts";
 import { pythonJsonDumps } from "../_python_json.ts";
 import { type Expect, options, parseOptions, type SameType } from "../_schema.ts";
@@ -101,9 +101,15 @@ function isoOf({ ms, micros }: Instant): string {
  * ```
  */
 export function pythonIsoformat(time: string): string | undefined {
+  // Events come in runs of one timestamp (the clock's text changes once a millisecond): the last answer, again.
+  if (time === lastIsoformat.time) return lastIsoformat.text;
   const instant = parseInstant(time);
-  return instant === undefined ? undefined : isoOf(instant);
+  const text = instant === undefined ? undefined : isoOf(instant);
+  lastIsoformat = { time, text };
+  return text;
 }
+
+let lastIsoformat: { time: string; text: string | undefined } = { time: "", text: undefined };
 
 /**
  * An ISO-8601 time as an event's `timestamp`: UTC, milliseconds, fixed width
@@ -182,7 +188,18 @@ function legacyTime(value: unknown): unknown {
 export function legacyFields(event: TrackingEvent): TrackingEvent {
   if (isLegacyEvent(event)) return event;
   const { context, record } = shim(event);
-  return restoreEvent({ id: event.id, name: event.name, timestamp: event.timestamp, context, data: record });
+  if (!(event instanceof EmittedEvent)) {
+    return restoreEvent({ id: event.id, name: event.name, timestamp: event.timestamp, context, data: record });
+  }
+  // Made of the tracker's deep-frozen snapshot and strings: freezing the two new objects keeps it immutable, and
+  // nothing needs checking or copying again (as restoreEvent does for an event from elsewhere).
+  return Object.freeze({
+    id: event.id,
+    name: event.name,
+    timestamp: event.timestamp,
+    context: Object.freeze(context),
+    data: Object.freeze(record),
+  });
 }
 
 /** The shim's context and top-level fields of an event not yet shimmed, as new objects. */

@@ -253,3 +253,40 @@ Deno.test("edx-platform's tracking_logs branch loads as JSON with the reference'
       error.message === "backends.logs.OPTIONS.processors[0].OPTIONS.x: unknown option (expected: none)",
   );
 });
+
+Deno.test("shim: the shimmed event is immutable to the leaves, whether the tracker made the event or not", () => {
+  const tracker = new Tracker();
+  const emitted = tracker.withContext("r", { username: "ada", nested: { a: [1] } }).createEvent("e", { x: { y: 1 } });
+  const handMade = {
+    id: "1",
+    name: "e",
+    timestamp: emitted.timestamp,
+    context: { nested: { a: [1] } },
+    data: { x: { y: 1 } },
+  };
+  for (const event of [emitted, handMade]) {
+    const shimmed = new LegacyFieldMappingProcessor().process(event) as TrackingEvent;
+    const data = shimmed.data as { event: { x: { y: number } } };
+    const nested = shimmed.context.nested as { a: number[] };
+    for (const part of [shimmed, shimmed.context, data, data.event, data.event.x, nested, nested.a]) {
+      assert.ok(Object.isFrozen(part));
+    }
+  }
+  // An event from elsewhere is copied: changing it later does not change what was shimmed.
+  const shimmed = new LegacyFieldMappingProcessor().process(handMade) as TrackingEvent;
+  handMade.data.x.y = 2;
+  assert.equal((shimmed.data as { event: { x: { y: number } } }).event.x.y, 1);
+});
+
+Deno.test("pythonIsoformat answers the same for a repeated time as for a new one", () => {
+  for (
+    const time of ["2024-05-01T12:00:00.123Z", "2024-05-01T12:00:00.123Z", "nope", "nope", "2024-05-01T14:00:00+02:00"]
+  ) {
+    const expected = time === "nope"
+      ? undefined
+      : time.endsWith("Z")
+      ? "2024-05-01T12:00:00.123000+00:00"
+      : "2024-05-01T12:00:00+00:00";
+    assert.equal(pythonIsoformat(time), expected, time);
+  }
+});
