@@ -11,7 +11,7 @@
  * @module
  */
 
-import { legacyFields, trackingLogRecord, Tracker } from "../mod.ts";
+import { legacyFields, Tracker, trackingLogRecord } from "../mod.ts";
 import { pythonJsonDumps } from "../src/_python_json.ts";
 
 const tracker = new Tracker();
