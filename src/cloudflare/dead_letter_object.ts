@@ -25,11 +25,16 @@
 
 import type { Backend } from "../backend.ts";
 import { PendingSet } from "../_pending.ts";
-import { AsyncRoutingBackend, type DeadLetter } from "../backends/async_routing.ts";
+import { AsyncRoutingBackend } from "../backends/async_routing.ts";
 import { LoggerBackend } from "../backends/logger.ts";
 import { consoleLogger, type DiagnosticLogger, typeName } from "../diagnostics.ts";
 import type { TrackingEvent } from "../event.ts";
-import type { DeadLetterBranch, DeadLetterEntry, DeadLetterReplay, DeadLetterStore } from "../http/dead_letters.ts";
+import {
+  type DeadLetterBranch,
+  deadLetterEntry,
+  type DeadLetterReplay,
+  type DeadLetterStore,
+} from "../http/dead_letters.ts";
 import { httpError } from "../http/errors.ts";
 import type { Tracker } from "../tracker.ts";
 import { walkTree } from "../tree.ts";
@@ -280,26 +285,6 @@ export class DeadLetterObjectSink implements Backend {
   }
 }
 
-/** What one dead letter shows in a listing. */
-function entryOf(line: string): DeadLetterEntry {
-  let letter: Partial<DeadLetter>;
-  try {
-    letter = JSON.parse(line);
-  } catch {
-    letter = {};
-  }
-  const info = letter.deadLetter;
-  return {
-    id: String(letter.id ?? ""),
-    name: String(letter.name ?? ""),
-    timestamp: String(letter.timestamp ?? ""),
-    error: String(info?.error ?? ""),
-    attempts: Number(info?.attempts ?? 0),
-    backend: String(info?.backend ?? ""),
-    at: String(info?.at ?? ""),
-  };
-}
-
 function checkCount(value: unknown, name: string, min: number, max: number): number {
   if (!Number.isInteger(value) || (value as number) < min || (value as number) > max) {
     throw new RangeError(`'${name}' must be an integer from ${min} to ${max}: current value is ${value}`);
@@ -430,7 +415,7 @@ export class DeadLetterObject extends DurableObjectBase {
             "SELECT letter FROM dead_letters WHERE backend_name = ? ORDER BY key DESC LIMIT ?",
             row.backend_name,
             newest,
-          ).toArray().map((letter) => entryOf(String(letter.letter))),
+          ).toArray().map((letter) => deadLetterEntry(String(letter.letter))),
         }))
     );
   }

@@ -8,7 +8,7 @@
 
 import { AsyncRoutingBackend, type ReplayReport } from "../backends/async_routing.ts";
 import { claimedDeadLetterFiles } from "../backends/_dead_letter_file.ts";
-import type { DeadLetterBranch, DeadLetterEntry, DeadLetterStore } from "../http/dead_letters.ts";
+import { type DeadLetterBranch, deadLetterEntry, type DeadLetterStore } from "../http/dead_letters.ts";
 import { httpError } from "../http/errors.ts";
 import type { Tracker } from "../tracker.ts";
 import { walkTree } from "../tree.ts";
@@ -122,33 +122,6 @@ async function lastLines(path: string, count: number): Promise<string[]> {
   }
 }
 
-function entryOf(line: string): DeadLetterEntry {
-  try {
-    const letter = JSON.parse(line);
-    const info = letter?.deadLetter ?? {};
-    return {
-      id: String(letter?.id ?? ""),
-      name: String(letter?.name ?? ""),
-      timestamp: String(letter?.timestamp ?? ""),
-      error: String(info.error ?? ""),
-      attempts: Number(info.attempts ?? 0),
-      backend: String(info.backend ?? ""),
-      at: String(info.at ?? ""),
-    };
-  } catch (error) {
-    // Replay sets such a line aside in the rejects file; listed as it is, so it is not hidden.
-    return {
-      id: "",
-      name: "",
-      timestamp: "",
-      error: `unreadable dead letter (${(error as Error).message}): ${line.slice(0, 200)}`,
-      attempts: 0,
-      backend: "",
-      at: "",
-    };
-  }
-}
-
 /**
  * The dead letters of every `AsyncRoutingBackend` of the tree that writes the
  * default dead-letter file, read from the files: per branch, how many wait
@@ -190,7 +163,7 @@ export function fileDeadLetterStore(tracker: Tracker): DeadLetterStore {
           count += await countLines(file, counts);
           if (lines.length < newest) lines.push(...await lastLines(file, newest - lines.length));
         }
-        listed.push({ backendName: branch.backendName, path, count, newest: lines.map(entryOf) });
+        listed.push({ backendName: branch.backendName, path, count, newest: lines.map(deadLetterEntry) });
       }
       for (const file of counts.keys()) if (!seen.has(file)) counts.delete(file); // claimed copies replayed since
       return listed;

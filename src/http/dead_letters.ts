@@ -80,3 +80,48 @@ export interface DeadLetterStore {
    */
   replay(backendName: string): Promise<DeadLetterReplay>;
 }
+
+/**
+ * What one dead letter (a line of JSON, as the dead-letter sinks write it)
+ * shows in a listing. A line that is not JSON is listed with an `error` that
+ * says so and quotes its start, so that it is not hidden.
+ *
+ * @example
+ * ```ts
+ * import { deadLetterEntry } from "@edx/event-tracking/http";
+ * import assert from "node:assert/strict";
+ *
+ * const line = JSON.stringify({
+ *   id: "1", name: "edx.ui.click", timestamp: "2026-11-30T00:00:00.000Z", context: {}, data: {},
+ *   deadLetter: { error: "Error: down", attempts: 5, backend: "mongo", at: "2026-11-30T00:00:09.000Z" },
+ * });
+ * assert.equal(deadLetterEntry(line).backend, "mongo");
+ * assert.match(deadLetterEntry("{torn").error, /^unreadable dead letter/);
+ * ```
+ */
+export function deadLetterEntry(line: string): DeadLetterEntry {
+  let letter: Record<string, unknown> | null;
+  try {
+    letter = JSON.parse(line);
+  } catch (error) {
+    return {
+      id: "",
+      name: "",
+      timestamp: "",
+      error: `unreadable dead letter (${(error as Error).message}): ${line.slice(0, 200)}`,
+      attempts: 0,
+      backend: "",
+      at: "",
+    };
+  }
+  const info = (letter?.deadLetter ?? {}) as Record<string, unknown>;
+  return {
+    id: String(letter?.id ?? ""),
+    name: String(letter?.name ?? ""),
+    timestamp: String(letter?.timestamp ?? ""),
+    error: String(info.error ?? ""),
+    attempts: Number(info.attempts ?? 0),
+    backend: String(info.backend ?? ""),
+    at: String(info.at ?? ""),
+  };
+}

@@ -59,7 +59,13 @@ export {
   TICKET_LIFETIME_S,
   TICKET_PROTOCOL_PREFIX,
 } from "./bus_ticket.ts";
-export type { DeadLetterBranch, DeadLetterEntry, DeadLetterReplay, DeadLetterStore } from "./dead_letters.ts";
+export {
+  type DeadLetterBranch,
+  type DeadLetterEntry,
+  deadLetterEntry,
+  type DeadLetterReplay,
+  type DeadLetterStore,
+} from "./dead_letters.ts";
 export { type FieldError, httpError, type HttpErrorOptions, isHttpException } from "./errors.ts";
 export {
   requestContext,
