@@ -68,8 +68,11 @@ export interface CollectorOptions {
    * `POST /v1/dead-letters/<backendName>/replay`. @default not served (404)
    */
   deadLetters?: DeadLetterStore;
-  /** The counters `GET /v1/metrics` serves. @default tracker.metrics() */
-  metrics?: () => MetricsSnapshot;
+  /**
+   * The counters `GET /v1/metrics` serves (the Worker's come from a Durable Object: they may be a promise).
+   * @default tracker.metrics()
+   */
+  metrics?: () => MetricsSnapshot | Promise<MetricsSnapshot>;
   /** Serves the operator console at `GET /console` (a page with no data: it reads the API with the token). @default true */
   console?: boolean;
 }
@@ -254,13 +257,13 @@ export function createCollectorApp(options: CollectorOptions): CollectorApp {
   );
 
   const metrics = options.metrics ?? (() => tracker.metrics());
-  const metricsJson = (c: HonoContext) =>
-    c.json({ at: new Date().toISOString(), backends: metrics(), clientDisconnects: clientsGone });
+  const metricsJson = async (c: HonoContext) =>
+    c.json({ at: new Date().toISOString(), backends: await metrics(), clientDisconnects: clientsGone });
   app.get("/v1/metrics.json", metricsJson);
-  app.get("/v1/metrics", (c) => {
+  app.get("/v1/metrics", async (c) => {
     if (c.req.header("accept")?.includes("application/json")) return metricsJson(c);
     return c.text(
-      toPrometheus(metrics()) +
+      toPrometheus(await metrics()) +
         "# HELP event_tracking_client_disconnects_total Requests whose client went away before the answer\n" +
         "# TYPE event_tracking_client_disconnects_total counter\n" +
         `event_tracking_client_disconnects_total ${clientsGone}\n`,
