@@ -6,15 +6,25 @@
  * @module
  */
 
-function ignore(): void {}
-
-/** A set of in-flight promises that removes each one when it settles. */
+/**
+ * The in-flight promises of a component, counted: each is watched until it
+ * settles, and {@linkcode PendingSet.settled} waits for the count to reach
+ * zero. A count rather than a set of the promises: this runs once per event
+ * and per branch, and one reaction per promise is all it costs.
+ */
 export class PendingSet {
-  readonly #set = new Set<Promise<unknown>>();
+  #count = 0;
+  #idle: (() => void)[] = [];
+  readonly #done = (): void => {
+    if (--this.#count > 0) return;
+    const idle = this.#idle;
+    this.#idle = [];
+    for (const resolve of idle) resolve();
+  };
 
   /** How many are still in flight. */
   get size(): number {
-    return this.#set.size;
+    return this.#count;
   }
 
   /**
@@ -22,13 +32,14 @@ export class PendingSet {
    * handle: the set only waits for it, and never leaves it unhandled.
    */
   add(promise: Promise<unknown>): void {
-    const tracked: Promise<unknown> = promise.then(ignore, ignore).finally(() => this.#set.delete(tracked));
-    this.#set.add(tracked);
+    this.#count++;
+    promise.then(this.#done, this.#done);
   }
 
   /** Resolves once every promise tracked, including those added while waiting, has settled. */
-  async settled(): Promise<void> {
-    while (this.#set.size > 0) await Promise.all(this.#set);
+  settled(): Promise<void> {
+    if (this.#count === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
   }
 }
 

@@ -49,6 +49,9 @@ export interface DeliveryFailure {
 
 function ignore(): void {}
 
+// Shared by every delivery that failed nowhere: callers only read it.
+const NO_FAILURES: readonly DeliveryFailure[] = Object.freeze([]);
+
 /** One promise for many: settles when all have, rejects with the first failure; never left unhandled. */
 function settleAll(waiting: Promise<void>[]): Promise<void> {
   const all = waiting.length === 1 ? waiting[0] : Promise.all(waiting).then(ignore);
@@ -181,10 +184,38 @@ export class RoutingBackend implements Backend {
    * the caller decides whether a failure is retried or final. The consumer
    * side of an async branch uses it.
    */
-  async deliverTo(event: TrackingEvent, targets?: readonly string[]): Promise<DeliveryFailure[]> {
+  deliverTo(event: TrackingEvent, targets?: readonly string[]): Promise<readonly DeliveryFailure[]> {
+    const routes = targets === undefined ? this.#routes.list : targets;
+    // The usual case, one backend: one promise per event, no arrays or closures (this runs for every event).
+    if (routes.length === 1 && typeof routes[0] !== "string") return this.#deliverToOne(routes[0], event);
+    return this.#deliverToMany(event, routes);
+  }
+
+  #deliverToOne(route: Route, event: TrackingEvent): Promise<readonly DeliveryFailure[]> {
+    route.counters.received++;
+    let result: void | Promise<void>;
+    try {
+      result = route.backend.send(event);
+    } catch (error) {
+      route.counters.failed++;
+      return Promise.resolve([{ backend: route.name, error }]);
+    }
+    if (result === undefined || typeof result.then !== "function") {
+      route.counters.delivered++;
+      return Promise.resolve(NO_FAILURES);
+    }
+    return result.then(() => {
+      route.counters.delivered++;
+      return NO_FAILURES;
+    }, (error) => {
+      route.counters.failed++;
+      return [{ backend: route.name, error }];
+    });
+  }
+
+  async #deliverToMany(event: TrackingEvent, routes: readonly (Route | string)[]): Promise<DeliveryFailure[]> {
     const failures: DeliveryFailure[] = [];
     let waiting: Promise<void>[] | undefined;
-    const routes = targets === undefined ? this.#routes.list : targets;
     for (let i = 0; i < routes.length; i++) {
       const target = routes[i];
       const route = typeof target === "string" ? this.#routes.get(target) : target;

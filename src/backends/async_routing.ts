@@ -325,7 +325,7 @@ export class AsyncRoutingBackend implements Backend {
    * Delivers one queued message to the nested backends it is owed to, and
    * returns those that failed this attempt.
    */
-  deliver(message: QueueMessage): Promise<DeliveryFailure[]> {
+  deliver(message: QueueMessage): Promise<readonly DeliveryFailure[]> {
     return this.consumer.deliverTo(message.event, message.targets);
   }
 
@@ -472,14 +472,22 @@ export class AsyncRoutingBackend implements Backend {
     await Promise.all(batch.map((message) => this.#attempt(message)));
   }
 
-  async #attempt(message: QueueMessage): Promise<void> {
+  // Not an async function: one promise per event less, on the path every event takes.
+  #attempt(message: QueueMessage): Promise<void> {
     this.#inDelivery.add(message);
-    let failures: DeliveryFailure[];
+    let delivered: Promise<readonly DeliveryFailure[]>;
     try {
-      failures = await this.deliver(message);
+      delivered = this.deliver(message);
     } catch (error) {
-      failures = [{ backend: this.backendName, error }];
+      return Promise.resolve(this.#attempted(message, [{ backend: this.backendName, error }]));
     }
+    return delivered.then(
+      (failures) => this.#attempted(message, failures),
+      (error) => this.#attempted(message, [{ backend: this.backendName, error }]),
+    );
+  }
+
+  #attempted(message: QueueMessage, failures: readonly DeliveryFailure[]): void {
     // Abandoned at a shutdown deadline: it was dead-lettered meanwhile.
     if (!this.#inDelivery.delete(message)) return;
     if (failures.length === 0) {
