@@ -4,8 +4,9 @@
  * `@edx/event-tracking/cloudflare`) builds the handlers from the bindings —
  * `fetch` serves the collector's HTTP API, `queue` delivers queued events to
  * the sinks — {@linkcode EventBusObject} fans bus events out to WebSocket
- * subscribers, and {@linkcode DeadLetterObject} keeps dead letters until they
- * are replayed. Bindings and environment: see wrangler.toml and README.md
+ * subscribers, {@linkcode DeadLetterObject} keeps dead letters until they
+ * are replayed, and {@linkcode MetricsObject} sums the counters of the
+ * Worker's isolates. Bindings and environment: see wrangler.toml and README.md
  * beside this file.
  *
  * The reference above brings the Workers runtime's global types
@@ -20,12 +21,18 @@
 import regexWasm from "../wasm/regex_filter.wasm";
 import { mongoEngines } from "../src/backends/mongo.ts";
 import { useRegexWasmModule } from "../src/processors/regex_filter.ts";
-import { createWorker, DeadLetterObject, EventBusObject, type WorkerEnv } from "../src/cloudflare/mod.ts";
+import {
+  createWorker,
+  DeadLetterObject,
+  EventBusObject,
+  MetricsObject,
+  type WorkerEnv,
+} from "../src/cloudflare/mod.ts";
 
 // Workers cannot compile WebAssembly from bytes: RegexFilter uses the module wrangler compiled.
 useRegexWasmModule(regexWasm as WebAssembly.Module);
 
-export { DeadLetterObject, EventBusObject };
+export { DeadLetterObject, EventBusObject, MetricsObject };
 
 // `mongo` sinks default to MONGODB_URI; a tree with one is built per queue batch, any other once per isolate.
 export default createWorker<WorkerEnv>({

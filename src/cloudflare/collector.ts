@@ -24,6 +24,7 @@ import {
   durableObjectDeadLetterStore,
 } from "./dead_letter_object.ts";
 import { DurableObjectBus, type DurableObjectNamespaceLike } from "./event_bus_object.ts";
+import type { MetricsNamespaceLike } from "./metrics_object.ts";
 import { type CloudflareQueue, CloudflareQueueTransport } from "./queue.ts";
 
 /** The Worker's bindings (worker/wrangler.toml): the environment contract of the collector. */
@@ -43,6 +44,12 @@ export interface WorkerEnv {
    * Unset: dead letters are only logged, and `GET /v1/dead-letters` answers 404.
    */
   DEAD_LETTERS?: DeadLetterNamespaceLike;
+  /**
+   * The Durable Object namespace that keeps the Worker's counters, summed over
+   * its isolates ({@linkcode MetricsObject}): `GET /v1/metrics` serves its totals.
+   * Unset: it serves the counters of the isolate that answers.
+   */
+  METRICS?: MetricsNamespaceLike;
   /** `on` serves the LMS's `/event` and `/segmentio/event` (as does setting any variable below); `off` never. */
   EVENT_TRACKING_LMS_EVENTS?: string;
   /** The LMS's public JWK set (JSON text): identity from the `edx-jwt-cookie-*` cookies. */

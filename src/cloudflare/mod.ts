@@ -2,8 +2,10 @@
  * The collector on Cloudflare Workers: {@linkcode createWorker} returns the
  * Worker's `fetch` and `queue` handlers, built from its bindings;
  * {@linkcode EventBusObject} is the Durable Object that fans bus events out
- * to WebSocket subscribers, and {@linkcode DeadLetterObject} the one that
- * keeps the async branches' dead letters until they are replayed. Under
+ * to WebSocket subscribers, {@linkcode DeadLetterObject} the one that
+ * keeps the async branches' dead letters until they are replayed, and
+ * {@linkcode MetricsObject} the one that sums the counters of the Worker's
+ * isolates ({@linkcode MetricsReporter} reports each isolate's). Under
  * them: the Queue transport of `async_routing` branches
  * ({@linkcode CloudflareQueueTransport}, {@linkcode receiveQueueBatch}) and
  * the Durable Object bus of `event_bus` branches ({@linkcode DurableObjectBus}).
@@ -14,17 +16,17 @@
  * ```ts ignore
  * import wasm from "./regex_filter.wasm"; // a copy of the package's wasm/regex_filter.wasm
  * import { useRegexWasmModule } from "@edx/event-tracking";
- * import { createWorker, DeadLetterObject, EventBusObject } from "@edx/event-tracking/cloudflare";
+ * import { createWorker, DeadLetterObject, EventBusObject, MetricsObject } from "@edx/event-tracking/cloudflare";
  * import { mongoEngines } from "@edx/event-tracking/mongo"; // only for MongoDB sinks
  *
  * useRegexWasmModule(wasm);
- * export { DeadLetterObject, EventBusObject };
+ * export { DeadLetterObject, EventBusObject, MetricsObject };
  * export default createWorker({ engines: (env) => mongoEngines(env.MONGODB_URI) }) satisfies ExportedHandler<Env>;
  * ```
  *
  * Only structural types of the Workers runtime are used (names ending in
  * `Like`, or prefixed `Cloudflare`), so this entry loads, and is tested, in
- * any runtime; `EventBusObject` and `DeadLetterObject` extend the runtime's
+ * any runtime; `EventBusObject`, `DeadLetterObject` and `MetricsObject` extend the runtime's
  * `DurableObject` in workerd only.
  *
  * @example The queue() handler delivers what fetch() queued
@@ -96,6 +98,20 @@ export {
   type SqlCursorLike,
   type SqlStorageLike,
 } from "./dead_letter_object.ts";
+export {
+  MAX_METRICS_PATHS,
+  MAX_STORED_METRICS_PATHS,
+  METRICS_GAUGE_TTL_MS,
+  METRICS_OBJECT_NAME,
+  METRICS_REPORT_INTERVAL_MS,
+  type MetricsNamespaceLike,
+  MetricsObject,
+  type MetricsObjectOptions,
+  type MetricsObjectStateLike,
+  type MetricsObjectStub,
+  MetricsReporter,
+  type MetricsReporterOptions,
+} from "./metrics_object.ts";
 export {
   DurableObjectBase,
   DurableObjectBus,

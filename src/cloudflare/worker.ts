@@ -14,6 +14,7 @@ import type { CollectorLimits } from "../http/validate.ts";
 import { emptyMetrics, type MetricsSnapshot } from "../metrics.ts";
 import type { Tracker } from "../tracker.ts";
 import { buildCollector, type BuildCollectorOptions, type Collector, type WorkerEnv } from "./collector.ts";
+import { MetricsReporter } from "./metrics_object.ts";
 import { type CloudflareMessageBatch, receiveQueueBatch } from "./queue.ts";
 
 /** A Worker invocation's context (`ctx`): the part the handlers use. */
@@ -59,6 +60,8 @@ export interface CollectorWorker<E extends WorkerEnv = WorkerEnv> {
 }
 
 const LIFETIMES: readonly ConsumerLifetime[] = ["auto", "isolate", "batch"];
+
+function ignore(): void {}
 
 /** The counters of several trackers of one tree, summed per path (`queueDepth` too). */
 function sumMetrics(snapshots: readonly (MetricsSnapshot | undefined)[]): MetricsSnapshot {
@@ -115,14 +118,21 @@ function subscriber({ bus, topics }: Collector): (request: Request, topic: strin
  *   builds one per batch and closes it after the batch (`consumer` option).
  *
  * The app lists and replays dead letters (`/v1/dead-letters`) when the
- * `DEAD_LETTERS` binding is set ({@linkcode DeadLetterObject}, global), and
- * serves this isolate's counters (`/v1/metrics`): its fetch tracker's plus
- * its queue consumer's, summed per path.
+ * `DEAD_LETTERS` binding is set ({@linkcode DeadLetterObject}, global). Its
+ * counters (`/v1/metrics`, `/v1/metrics.json`) are the Worker's, over all
+ * its isolates, when the `METRICS` binding is set: each isolate's
+ * {@linkcode MetricsReporter} sends what its counters (its fetch tracker's
+ * plus its queue consumer's, summed per path) grew by to the
+ * {@linkcode MetricsObject}, at most once a second after requests (under
+ * `ctx.waitUntil`, after the response), at the end of each queue batch, and
+ * before the metrics are answered; they are then the object's totals (a
+ * `503` with `Retry-After` if it cannot be read). Without the binding they
+ * are the answering isolate's only.
  *
- * Export {@linkcode EventBusObject} and {@linkcode DeadLetterObject} beside
- * it and bind them as in worker/wrangler.toml. In a Worker, RegexFilter's
- * WebAssembly needs the module wrangler compiled: `useRegexWasmModule(wasm)`
- * (see worker/index.ts).
+ * Export {@linkcode EventBusObject}, {@linkcode DeadLetterObject} and
+ * {@linkcode MetricsObject} beside it and bind them as in
+ * worker/wrangler.toml. In a Worker, RegexFilter's WebAssembly needs the
+ * module wrangler compiled: `useRegexWasmModule(wasm)` (see worker/index.ts).
  *
  * @example A Worker, with a stand-in Queue and Durable Object
  * ```ts
@@ -168,10 +178,43 @@ export function createWorker<E extends WorkerEnv = WorkerEnv>(
   const consumers = new WeakMap<E, Collector>();
   // The counters of the queue consumer's trackers built per batch and closed since, summed.
   const retired = new WeakMap<E, MetricsSnapshot>();
+  const fetchTrackers = new WeakMap<E, Tracker>();
+  // With the METRICS binding: what reports this isolate's counters to the MetricsObject.
+  const reporters = new WeakMap<E, MetricsReporter>();
+
+  /** This isolate's counters: its fetch tracker's (intake) plus its queue consumer's (delivery), per path. */
+  function isolateMetrics(env: E): MetricsSnapshot {
+    return sumMetrics([fetchTrackers.get(env)?.metrics(), consumers.get(env)?.tracker.metrics(), retired.get(env)]);
+  }
+
+  function reporterFor(env: E): MetricsReporter | undefined {
+    if (env.METRICS === undefined) return undefined;
+    let reporter = reporters.get(env);
+    if (reporter === undefined) {
+      reporter = new MetricsReporter({ namespace: env.METRICS, snapshot: () => isolateMetrics(env), logger });
+      reporters.set(env, reporter);
+    }
+    return reporter;
+  }
+
+  /** The Worker's counters, from the MetricsObject once this isolate's are reported. */
+  async function globalMetrics(reporter: MetricsReporter): Promise<MetricsSnapshot> {
+    try {
+      return await reporter.totals();
+    } catch (error) {
+      throw httpError(
+        503,
+        "metrics_unavailable",
+        `The metrics object could not be read (${error instanceof Error ? error.message : String(error)}); retry later`,
+        { retryAfter: 1, cause: error },
+      );
+    }
+  }
 
   function appFor(env: E): CollectorApp {
     let app = apps.get(env);
     if (app === undefined) {
+      const reporter = reporterFor(env);
       const collector = buildCollector(env, options);
       const { tracker } = collector;
       const subscribe = subscriber(collector);
@@ -180,16 +223,22 @@ export function createWorker<E extends WorkerEnv = WorkerEnv>(
         token: env.EVENT_TRACKING_TOKEN || undefined,
         intake: (events) => intake(tracker, events),
         busSubscribe: (c) => subscribe(c.req.raw, c.req.query("topic") || undefined),
-        // What may finish after the 202: bus calls and the rest of the tree's work.
-        waitUntil: (c, work) => c.executionCtx.waitUntil(work),
+        // What may finish after the 202: bus calls and the rest of the tree's work (then a report of what it counted).
+        waitUntil: (c, work) => {
+          c.executionCtx.waitUntil(work);
+          if (reporter !== undefined) {
+            c.executionCtx.waitUntil(work.then(ignore, ignore).then(() => reporter.schedule(c.executionCtx)));
+          }
+        },
         limits: options.limits,
         logger: options.logger,
         // Rate limits belong to Cloudflare's WAF rules here: an isolate sees only part of the traffic.
         lmsEvents: lmsEventsFromEnv(env as unknown as Record<string, unknown>),
         deadLetters: collector.deadLetters,
-        // This isolate's: its fetch tracker's counters (intake) plus its queue consumer's (delivery).
-        metrics: () => sumMetrics([tracker.metrics(), consumers.get(env)?.tracker.metrics(), retired.get(env)]),
+        // The Worker's (every isolate's, summed by the MetricsObject), or else this isolate's.
+        metrics: reporter === undefined ? () => isolateMetrics(env) : () => globalMetrics(reporter),
       });
+      fetchTrackers.set(env, tracker);
       apps.set(env, app);
     }
     return app;
@@ -204,10 +253,16 @@ export function createWorker<E extends WorkerEnv = WorkerEnv>(
         logger.error("Collector: cannot build the tracker from the Worker's configuration", error);
         return Response.json({ error: "misconfigured", message: "The collector is misconfigured" }, { status: 500 });
       }
-      return await app.fetch(request, env, ctx as Parameters<CollectorApp["fetch"]>[2]);
+      try {
+        return await app.fetch(request, env, ctx as Parameters<CollectorApp["fetch"]>[2]);
+      } finally {
+        // What this request counted reaches the MetricsObject after the response, at most once a second.
+        reporters.get(env)?.schedule(ctx);
+      }
     },
 
-    async queue(batch, env) {
+    async queue(batch, env, ctx) {
+      const reporter = reporterFor(env);
       let collector = consumers.get(env);
       let perBatch = false;
       if (collector === undefined) {
@@ -227,6 +282,8 @@ export function createWorker<E extends WorkerEnv = WorkerEnv>(
           for (const path in counters) counters[path].queueDepth = 0;
           retired.set(env, sumMetrics([retired.get(env), counters]));
         }
+        // What the batch counted, reported now (after the batch, not holding it up).
+        if (reporter !== undefined) ctx.waitUntil(reporter.report());
       }
     },
   };

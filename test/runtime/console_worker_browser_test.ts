@@ -8,8 +8,8 @@
  * DeadLetterObject after two attempts (a Queue retry). The same driver as the
  * Deno collector's test (_console_driver.mjs) signs in with a wrong then the
  * right token and asks this test to post events at each step; it checks the
- * counts (this isolate's: its fetch tracker's plus its queue consumer's, and
- * Miniflare runs one isolate), the live tail with and without a filter
+ * counts (the Worker's, summed by the MetricsObject from what each isolate's
+ * fetch and queue handlers counted), the live tail with and without a filter
  * (applied by the Durable Object; the ticket travels as a WebSocket
  * subprotocol through workerd), pause and resume, the dead letters and their
  * replay (queued again, `pending`, then failing again), the chart; no console
@@ -111,7 +111,7 @@ Deno.test({
     const result = await runConsoleDriver({ url: origin, token: TOKEN, screenshot, home, steps });
     assertSignIn(result, TOKEN);
 
-    // The table: one row per backend path of the isolate's counters, in their order (siblings by name), as integers.
+    // The table: one row per backend path of the Worker's counters, in the tree's order (siblings by name), as integers.
     const final = await metrics();
     const paths = Object.keys(final);
     assert.deepEqual(paths, [
@@ -122,7 +122,7 @@ Deno.test({
       "root/healthy",
       "root/healthy/console",
     ]);
-    // Delivered by the queue consumer of the same isolate: its counters are in the table too.
+    // Delivered by the queue consumer: what it counted reached the MetricsObject, and the table.
     assertTable(result, paths, "root/healthy/console");
     assert.deepEqual(Object.keys(result.finalTable), paths);
     assert.equal(result.finalTable["root/bus"].received, "12");

@@ -82,7 +82,8 @@ export const REJECTED_CALLS_PATH = "/__test/rejected-sendbatch-calls";
  * always rejects. Nothing else of the Worker is changed.
  */
 const REJECTING_QUEUE_ENTRY = `import collector from "./index.js";
-export { EventBusObject } from "./index.js";
+// Every Durable Object class the bindings name (wrangler.toml), so that each binding works in the variant too.
+export { DeadLetterObject, EventBusObject, MetricsObject } from "./index.js";
 let calls = 0;
 const queue = {
   async sendBatch(messages) {

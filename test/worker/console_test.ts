@@ -1,5 +1,5 @@
 // The operator console's API on the Worker: dead letters kept by the DeadLetterObject (listed, replayed onto the
-// Queue, bounded, kept across a restart), metrics of the isolate as JSON, the console page, and the live tail's
+// Queue, bounded, kept across a restart), metrics as JSON, the console page, and the live tail's
 // ticket (a browser's WebSocket offers it as a subprotocol; the Durable Object selects "event-tracking").
 // In-process with stand-in bindings first (node:sqlite as the object's storage), then in workerd through Miniflare.
 
@@ -401,20 +401,23 @@ Deno.test({
         assert.equal((await unknown.json() as { error: string }).error, "unknown_branch");
       });
 
-      await t.step("GET /v1/metrics.json answers the isolate's counters as JSON", async () => {
-        const response = await get("/v1/metrics.json");
-        assert.equal(response.status, 200);
-        assert.match(response.headers.get("content-type") ?? "", /application\/json/);
-        const metrics = await response.json() as { at: string; backends: MetricsSnapshot; clientDisconnects: number };
-        assert.ok(!Number.isNaN(Date.parse(metrics.at)));
-        assert.equal(typeof metrics.clientDisconnects, "number");
-        // Intake counted by fetch(), delivery by queue(): one isolate serves both here, and its counters are summed.
-        assert.ok(metrics.backends["root/failing"].received >= 3, JSON.stringify(metrics.backends));
-        assert.ok(metrics.backends["root/failing"].deadLettered >= 6, JSON.stringify(metrics.backends));
-        assert.ok(metrics.backends["root/failing/down"].failed >= 6, JSON.stringify(metrics.backends));
-        const negotiated = await get("/v1/metrics", { ...AUTHORIZED, accept: "application/json" });
-        assert.ok("backends" in (await negotiated.json() as object));
-      });
+      await t.step(
+        "GET /v1/metrics.json answers the Worker's counters (the MetricsObject's totals) as JSON",
+        async () => {
+          const response = await get("/v1/metrics.json");
+          assert.equal(response.status, 200);
+          assert.match(response.headers.get("content-type") ?? "", /application\/json/);
+          const metrics = await response.json() as { at: string; backends: MetricsSnapshot; clientDisconnects: number };
+          assert.ok(!Number.isNaN(Date.parse(metrics.at)));
+          assert.equal(typeof metrics.clientDisconnects, "number");
+          // Intake counted by fetch(), delivery by queue(), both reported to the MetricsObject and summed there.
+          assert.ok(metrics.backends["root/failing"].received >= 3, JSON.stringify(metrics.backends));
+          assert.ok(metrics.backends["root/failing"].deadLettered >= 6, JSON.stringify(metrics.backends));
+          assert.ok(metrics.backends["root/failing/down"].failed >= 6, JSON.stringify(metrics.backends));
+          const negotiated = await get("/v1/metrics", { ...AUTHORIZED, accept: "application/json" });
+          assert.ok("backends" in (await negotiated.json() as object));
+        },
+      );
 
       await t.step("GET /console answers the page", async () => {
         const response = await get("/console", {});
