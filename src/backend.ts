@@ -56,7 +56,8 @@ export interface Backend {
    * How close this backend is to losing events, from 0 to 1 (its buffers are
    * full: the next event would be refused with nowhere else to go), so that
    * producers can shed load first. Routers report their fullest child; an
-   * async branch whose overflow is dead-lettered reports its dead-letter sink.
+   * async branch whose overflow is dead-lettered reports how full its queue
+   * is while its backends deliver, and only its dead-letter sink otherwise.
    */
   saturation?(): number;
   /**

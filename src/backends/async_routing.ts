@@ -36,6 +36,9 @@ import type { QueueMessage, QueueTransport } from "../transports/transport.ts";
 import { replayDeadLetterFile } from "./_dead_letter_file.ts";
 import { LoggerBackend } from "./logger.ts";
 
+/** How recent a successful delivery must be for a filling queue to count as overload (see `saturation`). */
+const DELIVERING_WINDOW_MS = 5_000;
+
 /** What happens to an event the queue has no room for. */
 export type OverflowPolicy = "dead_letter" | "drop_newest";
 
@@ -233,6 +236,10 @@ export class AsyncRoutingBackend implements Backend {
   readonly #inDelivery = new Set<QueueMessage>();
   // Events a replay queued and not dead-lettered again (so far): what tells delivered from dead-lettered at the end.
   readonly #replaying = new WeakSet<TrackingEvent>();
+  // The last attempt's outcome, and when one last succeeded: a queue that fills while deliveries succeed is
+  // overload; one that fills while they fail (or before any succeeded) is a dead sink's.
+  #failing = false;
+  #lastDelivered = -Infinity;
   #unreportedOverflow = 0;
   #unreportedDeadLetters = 0;
   #lastReport = -Infinity;
@@ -439,14 +446,22 @@ export class AsyncRoutingBackend implements Backend {
   }
 
   /**
-   * How close this branch is to losing events: with the `dead_letter`
-   * overflow policy, its dead-letter sink's saturation (a full queue loses
-   * nothing while dead letters can be written); with `drop_newest`, how full
-   * the queue is.
+   * How close this branch is to losing events, or to dead-lettering events
+   * it could deliver. With `drop_newest`, how full the queue is. With
+   * `dead_letter`: how full the queue is while its backends deliver (its
+   * last attempt succeeded, within the last 5 s: the queue fills because
+   * events come faster than they are taken, and an overflow would
+   * dead-letter healthy events, so producers should slow down), but not
+   * otherwise (a dead sink, or one not yet heard from: its events go to the
+   * dead letters, and the rest of the tree must not be held up for it); and
+   * at least its dead-letter sink's saturation.
    */
   saturation(): number {
-    if (this.#overflow === "drop_newest") return this.transport.depth / this.transport.capacity;
-    return this.deadLetter.saturation?.() ?? 0;
+    const fill = this.transport.depth / this.transport.capacity;
+    if (this.#overflow === "drop_newest") return fill;
+    const deadLetters = this.deadLetter.saturation?.() ?? 0;
+    const delivering = !this.#failing && Date.now() - this.#lastDelivered < DELIVERING_WINDOW_MS;
+    return delivering ? Math.max(fill, deadLetters) : deadLetters;
   }
 
   /** Adds this branch's counters under `path` and its nested backends' under `path/<name>`. */
@@ -490,7 +505,9 @@ export class AsyncRoutingBackend implements Backend {
   #attempted(message: QueueMessage, failures: readonly DeliveryFailure[]): void {
     // Abandoned at a shutdown deadline: it was dead-lettered meanwhile.
     if (!this.#inDelivery.delete(message)) return;
+    this.#failing = failures.length > 0;
     if (failures.length === 0) {
+      this.#lastDelivered = Date.now();
       this.#counters.delivered++;
       message.settle?.();
       return;

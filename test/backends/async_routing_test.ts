@@ -467,3 +467,41 @@ Deno.test("replayDeadLetters(iterable) hands a plain array to the transport in o
   assert.deepEqual(await branch.replayDeadLetters(letters), { replayed: 3, delivered: 0, deadLettered: 0, failed: 3 });
   await branch.close();
 });
+
+Deno.test("AsyncRoutingBackend.saturation(): a queue filling while its backend delivers sheds load; a dead backend's queue does not", async () => {
+  let release: () => void = () => {};
+  let gate = new Promise<void>((resolve) => release = resolve);
+  let dead = false;
+  const slow: Backend = { send: () => dead ? Promise.reject(new Error("down")) : gate };
+  const branch = new AsyncRoutingBackend({
+    backendName: "slow",
+    backends: { slow },
+    queueSize: 100,
+    maxAttempts: 1,
+    deadLetter: new InMemoryBackend(),
+    logger: new RecordingLogger(),
+  });
+  const tracker = new Tracker({ backends: { slow: branch } });
+  // Not heard from yet: a full queue could be a dead sink's, so it does not count.
+  for (let i = 0; i < 95; i++) tracker.emit("e");
+  assert.equal(tracker.saturation(), 0);
+  release();
+  await tracker.flush();
+  // Delivering, but slower than the producer: the queue's fill is the branch's saturation, so producers shed first.
+  gate = new Promise<void>((resolve) => release = resolve);
+  for (let i = 0; i < 95; i++) tracker.emit("e");
+  assert.ok(tracker.saturation() >= 0.9, `saturation ${tracker.saturation()}`);
+  release();
+  await tracker.flush();
+  assert.equal(tracker.saturation(), 0);
+  assert.equal(tracker.metrics()["root/slow"].deadLettered, 0);
+
+  // Its backend dead: the queue's events go to the dead letters, and the tree is not held up for it.
+  dead = true;
+  gate = new Promise<void>((resolve) => release = resolve);
+  tracker.emit("e");
+  await tracker.flush();
+  for (let i = 0; i < 95; i++) tracker.emit("e");
+  assert.ok(tracker.saturation() < 0.1, `saturation ${tracker.saturation()}`);
+  await tracker.close();
+});

@@ -424,3 +424,29 @@ Deno.test("createCollectorApp() records the client's Accept-Language in the requ
   assert.equal(sink.events[0].context.accept_language, "fr-CA,fr;q=0.9");
   await tracker.close();
 });
+
+Deno.test("createCollectorApp() answers 503 while a delivering branch's queue is nearly full, instead of dead-lettering the overflow", async () => {
+  let release: () => void = () => {};
+  let gate = Promise.resolve();
+  const slow = { send: () => gate };
+  const deadLetter = new InMemoryBackend();
+  const queued = new AsyncRoutingBackend({ backends: { slow }, queueSize: 10, deadLetter });
+  const tracker = new Tracker({ backends: { queued } });
+  const app = createCollectorApp({ tracker, token: "s3cret-token" });
+  const post = (count: number) =>
+    app.request("/v1/events", {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ events: Array.from({ length: count }, () => ({ name: "a" })) }),
+    });
+  assert.equal((await post(1)).status, 202);
+  await tracker.flush(); // delivered: the branch is known to deliver
+  gate = new Promise<void>((resolve) => release = resolve);
+  assert.equal((await post(9)).status, 202);
+  const shed = await post(5);
+  assert.equal(shed.status, 503);
+  assert.equal((await shed.json()).error, "overloaded");
+  release();
+  await tracker.close();
+  assert.equal(deadLetter.events.length, 0, "nothing was dead-lettered");
+});
