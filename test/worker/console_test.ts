@@ -4,10 +4,8 @@
 // In-process with stand-in bindings first (node:sqlite as the object's storage), then in workerd through Miniflare.
 
 import assert from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
 import { SignJWT } from "jose";
 import {
-  type CloudflareQueueMessage,
   type CloudflareQueueSendRequest,
   CloudflareQueueTransport,
   createWorker,
@@ -27,6 +25,7 @@ import {
 } from "@edx/event-tracking";
 import { freePort } from "../_mongo_server.ts";
 import { RecordingLogger } from "../_helpers.ts";
+import { queueBatchOf, sqliteStorage } from "./_stand_ins.ts";
 import { bundleWorker, type Miniflare, startWorker, waitFor } from "./_miniflare.ts";
 
 const TOKEN = "test-token-not-a-secret";
@@ -35,13 +34,7 @@ const ctx = { waitUntil() {}, passThroughOnException() {} };
 
 /** A DeadLetterObject over an in-memory SQLite database (node:sqlite), and a namespace whose stub is the object. */
 function deadLetterObject() {
-  const db = new DatabaseSync(":memory:");
-  const sql = {
-    exec(query: string, ...bindings: (string | number)[]) {
-      const rows = db.prepare(query).all(...bindings);
-      return { toArray: () => rows as Record<string, unknown>[] };
-    },
-  };
+  const { sql } = sqliteStorage();
   const object = new DeadLetterObject({ storage: { sql } }, {});
   const namespace: DeadLetterNamespaceLike = { idFromName: (name) => name, get: () => object };
   return { object, namespace, sql };
@@ -159,17 +152,6 @@ function bindings(deadLetters: DeadLetterNamespaceLike | undefined) {
   return { env, sent, queue };
 }
 
-function batchOf(sent: CloudflareQueueSendRequest[]) {
-  const messages: CloudflareQueueMessage[] = sent.map((request, i) => ({
-    id: `m${i}`,
-    body: JSON.parse(JSON.stringify(request.body)),
-    attempts: 1,
-    ack() {},
-    retry() {},
-  }));
-  return { queue: "edx-events", messages };
-}
-
 function request(path: string, init: RequestInit = {}): Request {
   return new Request(`https://collector.test${path}`, { ...init, headers: { ...AUTHORIZED, ...init.headers } });
 }
@@ -191,7 +173,7 @@ Deno.test("createWorker(): dead letters reach the DeadLetterObject, are listed, 
   const { ids } = await posted.json() as { ids: string[] };
   assert.equal(posted.status, 202);
   // Each event went to both branches; the consumer dead-letters those of "failing".
-  await worker.queue(batchOf(sent.splice(0)), env, ctx);
+  await worker.queue(queueBatchOf(sent.splice(0)), env, ctx);
 
   const listed = await worker.fetch(request("/v1/dead-letters?newest=1"), env, ctx);
   const { branches } = await listed.json() as { branches: DeadLetterBranch[] };
@@ -265,7 +247,7 @@ Deno.test("createWorker(): a dead-letter object that fails or is full is reporte
   const { env, sent } = bindings(namespace);
   await (await worker.fetch(request("/v1/events", { method: "POST", body: '{"name":"a"}' }), env, ctx)).body
     ?.cancel();
-  await worker.queue(batchOf(sent.splice(0)), env, ctx);
+  await worker.queue(queueBatchOf(sent.splice(0)), env, ctx);
   assert.match(logger.errors.map((e) => e.message).join("\n"), /refused 1 dead letter\(s\).*100000.*in the log above/);
 
   const broken: DeadLetterNamespaceLike = {
@@ -275,7 +257,7 @@ Deno.test("createWorker(): a dead-letter object that fails or is full is reporte
   const other = bindings(broken);
   await (await worker.fetch(request("/v1/events", { method: "POST", body: '{"name":"a"}' }), other.env, ctx)).body
     ?.cancel();
-  await worker.queue(batchOf(other.sent.splice(0)), other.env, ctx);
+  await worker.queue(queueBatchOf(other.sent.splice(0)), other.env, ctx);
   assert.match(logger.errors.at(-1)!.message, /1 dead letter\(s\) were not stored.*object unavailable.*in the log/);
 });
 

@@ -3,10 +3,8 @@
 // the object's storage, stand-in bindings, two createWorker() instances as two isolates), then in workerd (Miniflare).
 
 import assert from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
 import { emptyMetrics, type MetricsSnapshot, type TrackerConfig } from "@edx/event-tracking";
 import {
-  type CloudflareQueueMessage,
   type CloudflareQueueSendRequest,
   createWorker,
   MAX_METRICS_PATHS,
@@ -19,31 +17,14 @@ import {
   type WorkerEnv,
 } from "@edx/event-tracking/cloudflare";
 import { RecordingLogger } from "../_helpers.ts";
+import { queueBatchOf, sqliteStorage } from "./_stand_ins.ts";
 import { bundleWorker, type Miniflare, startWorker, waitFor } from "./_miniflare.ts";
 
 const TOKEN = "metrics-token-not-a-secret";
 
 /** A MetricsObject over an in-memory SQLite database (node:sqlite), on a clock the test moves, and its namespace. */
 function metricsObject() {
-  const db = new DatabaseSync(":memory:");
-  const sql = {
-    exec(query: string, ...bindings: (string | number)[]) {
-      const rows = db.prepare(query).all(...bindings);
-      return { toArray: () => rows as Record<string, unknown>[] };
-    },
-  };
-  // As the runtime's: what fn wrote is rolled back if it throws.
-  function transactionSync<T>(fn: () => T): T {
-    db.exec("BEGIN");
-    try {
-      const result = fn();
-      db.exec("COMMIT");
-      return result;
-    } catch (error) {
-      db.exec("ROLLBACK");
-      throw error;
-    }
-  }
+  const { sql, transactionSync } = sqliteStorage();
   const clock = { now: 1_000_000 };
   const object = new MetricsObject({ storage: { sql, transactionSync } }, {}, { now: () => clock.now });
   const calls = { add: 0, totals: 0 };
@@ -257,17 +238,6 @@ function bindings(metrics: MetricsNamespaceLike | undefined) {
   return { env, sent };
 }
 
-function batchOf(sent: CloudflareQueueSendRequest[]) {
-  const messages: CloudflareQueueMessage[] = sent.map((request, i) => ({
-    id: `m${i}`,
-    body: JSON.parse(JSON.stringify(request.body)),
-    attempts: 1,
-    ack() {},
-    retry() {},
-  }));
-  return { queue: "edx-events", messages };
-}
-
 function post(count: number): Request {
   return new Request("https://collector.test/v1/events", {
     method: "POST",
@@ -306,7 +276,7 @@ Deno.test("createWorker() with METRICS: the intake of one isolate and the delive
   assert.equal(calls.add, 2, "at most one report a second");
 
   const delivery = invocation();
-  await consumer.queue(batchOf(sent.splice(0)), env, delivery.ctx);
+  await consumer.queue(queueBatchOf(sent.splice(0)), env, delivery.ctx);
   await delivery.settled();
   assert.equal(calls.add, 3, "reported at the end of the batch");
 
@@ -338,7 +308,7 @@ Deno.test("createWorker() with METRICS: a per-batch consumer's retired counters 
   const { env, sent } = bindings(namespace);
   const { ctx, settled } = invocation();
   assert.equal((await worker.fetch(post(2), env, ctx)).status, 202);
-  await worker.queue(batchOf(sent.splice(0)), env, ctx);
+  await worker.queue(queueBatchOf(sent.splice(0)), env, ctx);
   await settled();
   // Reported at the end of the batch, before any metrics request.
   assert.equal((await object.totals())["root/logs/sink"].delivered, 2);
@@ -371,7 +341,7 @@ Deno.test("createWorker() without METRICS: the answering isolate's counters, as 
   const { env, sent } = bindings(undefined);
   const { ctx, settled } = invocation();
   assert.equal((await worker.fetch(post(2), env, ctx)).status, 202);
-  await worker.queue(batchOf(sent.splice(0)), env, ctx);
+  await worker.queue(queueBatchOf(sent.splice(0)), env, ctx);
   await settled();
   const metrics = await metricsOf(worker, env);
   assert.equal(metrics["root/logs"].received, 2);
