@@ -13,7 +13,7 @@ import { httpError } from "../http/errors.ts";
 import type { Tracker } from "../tracker.ts";
 import { walkTree } from "../tree.ts";
 
-/** How far back from a file's end the newest dead letters are looked for. */
+/** How far back from a file's end the newest dead letters are looked for, at most. */
 const MAX_TAIL_BYTES = 1024 * 1024;
 const CHUNK_BYTES = 64 * 1024;
 const NEWLINE = 0x0a;
@@ -61,62 +61,64 @@ interface LineCount {
   lines: number;
 }
 
-async function countLines(path: string, cache: Map<string, LineCount>): Promise<number> {
+async function readRange(file: Deno.FsFile, start: number, length: number, into: Uint8Array): Promise<number> {
+  await file.seek(start, Deno.SeekMode.Start);
+  let filled = 0;
+  while (filled < length) {
+    const read = await file.read(into.subarray(filled, length));
+    if (read === null) break;
+    filled += read;
+  }
+  return filled;
+}
+
+/**
+ * One dead-letter file, opened once: how many lines it has (counting only
+ * what was appended since the last call) and its last `newest` complete
+ * lines, newest first, looked for in a window from its end that grows up to
+ * MAX_TAIL_BYTES.
+ */
+async function readDeadLetterFile(
+  path: string,
+  counts: Map<string, LineCount>,
+  newest: number,
+): Promise<{ lines: number; newest: string[] }> {
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
-      cache.delete(path);
-      return 0;
+      counts.delete(path);
+      return { lines: 0, newest: [] };
     }
     throw error;
   }
   try {
     const { ino, size } = await file.stat();
-    let known = cache.get(path);
+    let known = counts.get(path);
     // Another file under the name (claimed by a replay, then written anew), or one cut short: count afresh.
     if (known === undefined || known.ino !== ino || size < known.size) known = { ino, size: 0, lines: 0 };
-    await file.seek(known.size, Deno.SeekMode.Start);
     const chunk = new Uint8Array(CHUNK_BYTES);
     let offset = known.size;
     while (offset < size) {
-      const read = await file.read(chunk.subarray(0, Math.min(CHUNK_BYTES, size - offset)));
-      if (read === null) break;
+      const read = await readRange(file, offset, Math.min(CHUNK_BYTES, size - offset), chunk);
+      if (read === 0) break;
       for (let i = 0; i < read; i++) if (chunk[i] === NEWLINE) known.lines++;
       offset += read;
     }
-    cache.set(path, { ino, size: offset, lines: known.lines });
-    return known.lines;
-  } finally {
-    file.close();
-  }
-}
-
-// The last `count` complete lines of a file, newest first, looking back at most MAX_TAIL_BYTES.
-async function lastLines(path: string, count: number): Promise<string[]> {
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return [];
-    throw error;
-  }
-  try {
-    const { size } = await file.stat();
-    const start = Math.max(0, size - MAX_TAIL_BYTES);
-    const bytes = new Uint8Array(size - start);
-    await file.seek(start, Deno.SeekMode.Start);
-    let filled = 0;
-    while (filled < bytes.length) {
-      const read = await file.read(bytes.subarray(filled));
-      if (read === null) break;
-      filled += read;
+    counts.set(path, { ino, size: offset, lines: known.lines });
+    if (newest === 0) return { lines: known.lines, newest: [] };
+    for (let window = Math.min(CHUNK_BYTES, offset);; window = Math.min(window * 4, MAX_TAIL_BYTES, offset)) {
+      const start = offset - window;
+      const bytes = new Uint8Array(window);
+      const filled = await readRange(file, start, window, bytes);
+      const lines = new TextDecoder().decode(bytes.subarray(0, filled)).split("\n");
+      lines.pop(); // after the last newline: empty, or a line still being written
+      if (start > 0) lines.shift(); // cut by the window
+      if (lines.length >= newest || start === 0 || window === MAX_TAIL_BYTES) {
+        return { lines: known.lines, newest: lines.slice(-newest).reverse() };
+      }
     }
-    const lines = new TextDecoder().decode(bytes.subarray(0, filled)).split("\n");
-    lines.pop(); // after the last newline: empty, or a line still being written
-    if (start > 0) lines.shift(); // cut by the look-back window
-    return lines.slice(-count).reverse();
   } finally {
     file.close();
   }
@@ -160,8 +162,9 @@ export function fileDeadLetterStore(tracker: Tracker): DeadLetterStore {
         let count = 0;
         const lines: string[] = [];
         for (const file of files) {
-          count += await countLines(file, counts);
-          if (lines.length < newest) lines.push(...await lastLines(file, newest - lines.length));
+          const read = await readDeadLetterFile(file, counts, newest - lines.length);
+          count += read.lines;
+          lines.push(...read.newest);
         }
         listed.push({ backendName: branch.backendName, path, count, newest: lines.map(deadLetterEntry) });
       }

@@ -183,3 +183,30 @@ Deno.test("the live tail opens with a ticket offered as a subprotocol, selects e
   await collector.shutdown();
   await Deno.remove(dataDir, { recursive: true });
 });
+
+Deno.test("fileDeadLetterStore finds the newest dead letters however large they are, within the last MiB", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const tracker = createTracker({ backends: { caliper: { ENGINE: "async_routing" } } }, { dataDir });
+  await Deno.mkdir(`${dataDir}/dead-letters`, { recursive: true });
+  const letter = (id: string) =>
+    JSON.stringify({
+      id,
+      name: "edx.x",
+      timestamp: "2026-11-30T00:00:00.000Z",
+      context: {},
+      data: { blob: "x".repeat(40_000) },
+      deadLetter: { error: "E", attempts: 5, backend: "sink", at: "2026-11-30T00:00:01.000Z" },
+    });
+  const ids = Array.from({ length: 30 }, (_, i) => `l${i}`); // about 1.2 MB in all
+  await Deno.writeTextFile(`${dataDir}/dead-letters/caliper.jsonl`, ids.map(letter).join("\n") + "\n");
+  const store = fileDeadLetterStore(tracker);
+  const [branch] = await store.list(3);
+  assert.equal(branch.count, 30);
+  assert.deepEqual(branch.newest.map((entry) => entry.id), ["l29", "l28", "l27"]);
+  // No more than the last MiB is looked at: the newest 30 are not all there.
+  const [all] = await store.list(30);
+  assert.ok(all.newest.length < 30 && all.newest.length >= 20, `${all.newest.length} listed`);
+  assert.deepEqual(all.newest.slice(0, 2).map((entry) => entry.id), ["l29", "l28"]);
+  await tracker.close();
+  await Deno.remove(dataDir, { recursive: true });
+});
