@@ -102,7 +102,7 @@ export type CollectorEnv = { Variables: TrackingVariables & { client: string } }
  *   offered as the subprotocol `ticket.<ticket>` beside `event-tracking`, as a browser must.
  * - `GET /v1/dead-letters?newest=5` — with `deadLetters`: `{ branches }`, each async branch's dead-letter
  *   count and newest few; `POST /v1/dead-letters/<backendName>/replay` feeds them back and answers
- *   `{ backendName, replayed, delivered, deadLettered, pending }`.
+ *   `{ backendName, replayed, delivered, deadLettered, failed, pending }`.
  * - `GET /console` — the operator console (metrics, throughput, a live tail, dead letters); no credentials
  *   needed for the page itself, which asks for the token.
  * - `GET /v1/event-types` — the tracker's event catalog as JSON, `{ eventTypes, untracked }`: every
@@ -167,11 +167,19 @@ export function createCollectorApp(options: CollectorOptions): CollectorApp {
     app.route("/", createLmsEventsApp(options.lmsEvents, { tracker, intake, clientIp, logger, waitUntil }));
   }
 
-  for (const path of ["/v1/events", "/v1/metrics", "/v1/metrics.json", "/v1/event-types", "/v1/bus/tickets"]) {
+  for (
+    const path of [
+      "/v1/events",
+      "/v1/metrics",
+      "/v1/metrics.json",
+      "/v1/event-types",
+      "/v1/bus/tickets",
+      "/v1/dead-letters",
+      "/v1/dead-letters/*",
+    ]
+  ) {
     app.use(path, authenticate);
   }
-  app.use("/v1/dead-letters/*", authenticate);
-  app.use("/v1/dead-letters", authenticate);
   // A browser's WebSocket carries no Authorization header: it offers a ticket as a subprotocol instead.
   const tickets = busTickets(options.token);
   app.use("/v1/bus/subscribe", async function ticketOrBearer(c, next) {
@@ -294,8 +302,12 @@ export function createCollectorApp(options: CollectorOptions): CollectorApp {
     async (c) => c.json(await deadLetters().replay(c.req.param("backendName"))),
   );
 
-  app.post("/v1/bus/tickets", async (c) => {
+  const requireBus = () => {
     if (busSubscribe === undefined) throw httpError(404, "bus_unavailable", "This collector has no event bus");
+    return busSubscribe;
+  };
+  app.post("/v1/bus/tickets", async (c) => {
+    requireBus();
     return c.json({
       ticket: await tickets.issue(c.get("client")),
       protocol: BUS_PROTOCOL,
@@ -303,10 +315,7 @@ export function createCollectorApp(options: CollectorOptions): CollectorApp {
     });
   });
 
-  app.get("/v1/bus/subscribe", (c) => {
-    if (busSubscribe === undefined) throw httpError(404, "bus_unavailable", "This collector has no event bus");
-    return busSubscribe(c);
-  });
+  app.get("/v1/bus/subscribe", (c) => requireBus()(c));
 
   return app;
 }
