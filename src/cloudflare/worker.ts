@@ -174,17 +174,16 @@ export function createWorker<E extends WorkerEnv = WorkerEnv>(
   }
   type CollectorApp = ReturnType<typeof createCollectorApp>;
   // One per isolate and bindings object: the bindings do not change while an isolate lives.
-  const apps = new WeakMap<E, CollectorApp>();
+  const apps = new WeakMap<E, { app: CollectorApp; tracker: Tracker }>();
   const consumers = new WeakMap<E, Collector>();
   // The counters of the queue consumer's trackers built per batch and closed since, summed.
   const retired = new WeakMap<E, MetricsSnapshot>();
-  const fetchTrackers = new WeakMap<E, Tracker>();
   // With the METRICS binding: what reports this isolate's counters to the MetricsObject.
   const reporters = new WeakMap<E, MetricsReporter>();
 
   /** This isolate's counters: its fetch tracker's (intake) plus its queue consumer's (delivery), per path. */
   function isolateMetrics(env: E): MetricsSnapshot {
-    return sumMetrics([fetchTrackers.get(env)?.metrics(), consumers.get(env)?.tracker.metrics(), retired.get(env)]);
+    return sumMetrics([apps.get(env)?.tracker.metrics(), consumers.get(env)?.tracker.metrics(), retired.get(env)]);
   }
 
   function reporterFor(env: E): MetricsReporter | undefined {
@@ -212,7 +211,7 @@ export function createWorker<E extends WorkerEnv = WorkerEnv>(
   }
 
   function appFor(env: E): CollectorApp {
-    let app = apps.get(env);
+    let app = apps.get(env)?.app;
     if (app === undefined) {
       const reporter = reporterFor(env);
       const collector = buildCollector(env, options);
@@ -238,8 +237,7 @@ export function createWorker<E extends WorkerEnv = WorkerEnv>(
         // The Worker's (every isolate's, summed by the MetricsObject), or else this isolate's.
         metrics: reporter === undefined ? () => isolateMetrics(env) : () => globalMetrics(reporter),
       });
-      fetchTrackers.set(env, tracker);
-      apps.set(env, app);
+      apps.set(env, { app, tracker });
     }
     return app;
   }
