@@ -36,16 +36,18 @@ interface Multi {
 export interface ConnectionOptions {
   url?: string;
   clientOptions?: RedisClientOptionsAlias;
-  /** How long connecting may take. */
-  connectTimeoutMs: number;
-  /** How long a command may take (a blocking one: on top of its block time). */
-  commandTimeoutMs: number;
+  /** How long connecting may take. @default 5000 */
+  connectTimeoutMs?: number;
+  /** How long a command may take (a blocking one: on top of its block time). @default 5000 */
+  commandTimeoutMs?: number;
   logger: DiagnosticLogger;
   /** Names the connection in diagnostics. */
   label: string;
 }
 
 const BINARY = { [RESP_TYPES.BLOB_STRING]: Buffer };
+/** How long connecting, or a command, may take unless the caller says. */
+const DEFAULT_TIMEOUT_MS = 5_000;
 /** After a failed connection attempt, calls fail with its error for this long before the next attempt. */
 const RECONNECT_PAUSE_MS = 1_000;
 /** Connection errors are reported at most once per this interval. */
@@ -103,7 +105,7 @@ export class RedisConnection {
   }
 
   #create(): Client {
-    const { url, clientOptions, connectTimeoutMs } = this.#options;
+    const { url, clientOptions, connectTimeoutMs = DEFAULT_TIMEOUT_MS } = this.#options;
     const socket = (clientOptions?.socket ?? {}) as Record<string, unknown>;
     const client = createClient({
       ...clientOptions,
@@ -177,7 +179,7 @@ export class RedisConnection {
   async command<T>(args: readonly Arg[], options: { binary?: boolean; blockMs?: number } = {}): Promise<T> {
     const client = await this.client();
     return client.sendCommand<T>(args.map(asArgument), {
-      timeout: this.#options.commandTimeoutMs + (options.blockMs ?? 0),
+      timeout: (this.#options.commandTimeoutMs ?? DEFAULT_TIMEOUT_MS) + (options.blockMs ?? 0),
       ...(options.binary ? { typeMapping: BINARY } : {}),
     });
   }

@@ -169,8 +169,8 @@ export class RedisStreamsBus implements BusTransport {
     this.#connection = new RedisConnection({
       url: o.url,
       clientOptions: o.clientOptions,
-      connectTimeoutMs: o.connectTimeoutMs ?? 5_000,
-      commandTimeoutMs: o.commandTimeoutMs ?? 5_000,
+      connectTimeoutMs: o.connectTimeoutMs,
+      commandTimeoutMs: o.commandTimeoutMs,
       logger: this.#logger,
       label: "RedisStreamsBus",
     });

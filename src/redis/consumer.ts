@@ -267,8 +267,8 @@ export class RedisStreamsConsumer {
     this.#connection = new RedisConnection({
       url: o.url,
       clientOptions: o.clientOptions,
-      connectTimeoutMs: o.connectTimeoutMs ?? 5_000,
-      commandTimeoutMs: o.commandTimeoutMs ?? 5_000,
+      connectTimeoutMs: o.connectTimeoutMs,
+      commandTimeoutMs: o.commandTimeoutMs,
       logger: this.#logger,
       label: `RedisStreamsConsumer ${this.group}/${this.consumer}`,
     });
