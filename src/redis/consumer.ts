@@ -464,21 +464,7 @@ export class RedisStreamsConsumer {
     let cursor = "0-0";
     let failures = 0;
     while (!this.#stopping) {
-      const reply = await this.#connection.command<ReadReply>(
-        [
-          "XREADGROUP",
-          "GROUP",
-          this.group,
-          this.consumer,
-          "COUNT",
-          String(this.#batchSize),
-          "STREAMS",
-          this.stream,
-          cursor,
-        ],
-        { binary: true },
-      );
-      const entries = reply?.[0]?.[1] ?? [];
+      const entries = await this.#readGroup(cursor);
       if (entries.length === 0) break;
       cursor = idText(entries[entries.length - 1][0]);
       failures += await this.#handle(entries, true);
@@ -516,6 +502,18 @@ export class RedisStreamsConsumer {
   }
 
   async #readNew(): Promise<void> {
+    const entries = await this.#readGroup(">", this.#blockMs);
+    if (entries.length === 0) return;
+    const failures = await this.#handle(entries, false);
+    if (failures > 0) this.#nextPendingScan = Math.min(this.#nextPendingScan, Date.now() + this.#retryDelayMs);
+  }
+
+  /**
+   * `XREADGROUP` of this consumer: from `cursor` in its own pending entries,
+   * or `>` for entries never delivered (then blocking up to `blockMs`).
+   */
+  async #readGroup(cursor: string, blockMs?: number): Promise<Entry[]> {
+    const block = blockMs === undefined ? [] : ["BLOCK", String(blockMs)];
     const reply = await this.#connection.command<ReadReply>(
       [
         "XREADGROUP",
@@ -524,18 +522,14 @@ export class RedisStreamsConsumer {
         this.consumer,
         "COUNT",
         String(this.#batchSize),
-        "BLOCK",
-        String(this.#blockMs),
+        ...block,
         "STREAMS",
         this.stream,
-        ">",
+        cursor,
       ],
-      { binary: true, blockMs: this.#blockMs },
+      { binary: true, blockMs },
     );
-    const entries = reply?.[0]?.[1] ?? [];
-    if (entries.length === 0) return;
-    const failures = await this.#handle(entries, false);
-    if (failures > 0) this.#nextPendingScan = Math.min(this.#nextPendingScan, Date.now() + this.#retryDelayMs);
+    return reply?.[0]?.[1] ?? [];
   }
 
   #trimmed(ids: string[]): void {
